@@ -1,0 +1,209 @@
+"""
+Env files that hold secrets, compared and written without a secret ever leaving the host.
+
+The deploy renders an env file from a template in which every secret line reads ``KEY=@@SECRET@@``.
+For each such line it decides, per host, where the value comes from:
+
+- ``override``: the operator set it in host data: the value is known here and is written;
+- ``keep``: the host already has the key: the value stays on the host and is never read back;
+- ``generate``: neither: a new value is generated here, once, and written.
+
+The host reports one sha256 digest per line (``facts.EnvFileDigests``), never a value, so the file can be
+compared line by line: a kept line matches when the host has that key at that position; every other line
+matches when its digest is equal. When anything differs, the new content goes to the host on the
+command's standard input (no upload, no temporary file outside the target directory) and a small awk
+program puts the kept lines back from the old file, writes the result with umask 077 next to the target
+and renames it over the target: the content is never readable by anyone but its owner, not even briefly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+SECRET_PLACEHOLDER = "@@SECRET@@"
+KEEP_MARKER = "@@KEEP@@"
+
+_ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+# Characters a Compose env_file value may hold unquoted without being interpolated or cut.
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]*$")
+
+
+class EnvFileError(ValueError):
+    """A rendered env file that cannot be written safely (the message never holds a value)."""
+
+
+def quote_env_value(value: str) -> str:
+    """
+    Quote a value for a Docker Compose ``env_file``.
+
+    Compose v2 interpolates ``$`` and strips `` #`` comments in unquoted values; single quotes make
+    the value literal. A value with a single quote or a line break cannot be written literally.
+    """
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise EnvFileError("a value contains a line break or NUL")
+    if _PLAIN_VALUE.match(value):
+        return value
+    if "'" in value:
+        raise EnvFileError("a value with both special characters and a single quote cannot be quoted")
+    return f"'{value}'"
+
+
+def line_digest(line: str) -> str:
+    """sha256 of one line without its newline: what ``facts.EnvFileDigests`` reports per line."""
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class EnvPlan:
+    """
+    What writing one env file would do on one host.
+
+    + payload: the content to send (kept secrets as ``@@KEEP@@KEY`` lines); holds secrets: never print it
+    + changed: whether the content differs from the host's
+    + changed_keys: keys whose line is new, different or gone (names only, for messages)
+    + generated: secret keys generated in this run
+    + overridden: secret keys whose host value is replaced by the one from host data
+    + kept: secret keys whose value stays as it is on the host
+    """
+
+    payload: str = field(repr=False)
+    changed: bool
+    changed_keys: tuple[str, ...]
+    generated: tuple[str, ...]
+    overridden: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+def plan_env_file(
+    rendered: str,
+    host_lines: Sequence[Sequence] | None,
+    overrides: Mapping[str, str],
+    generate: Callable[[set[str]], Mapping[str, str]],
+    pairs: Mapping[str, str] | None = None,
+) -> EnvPlan:
+    """
+    Decide the content of an env file from its rendered template and the host's line digests.
+
+    + rendered: template output; secret lines read ``KEY=@@SECRET@@``
+    + host_lines: ``[[key or None, digest], ...]`` from ``EnvFileDigests``, or None when the file is missing
+    + overrides: secret values set by the operator (env key -> value)
+    + generate: called with the set of secret keys that need a new value; returns key -> value
+    + pairs: dependent key -> the key it is derived from (VAPID public -> private): generated together
+    """
+    host_lines = [tuple(entry) for entry in (host_lines or [])]
+    host_keys = {key for key, _ in host_lines if key}
+
+    lines = rendered.splitlines()
+    secret_keys = [
+        m.group(1) for m in map(_ENV_LINE.match, lines) if m and m.group(2) == SECRET_PLACEHOLDER
+    ]
+    missing = {key for key in secret_keys if key not in overrides and key not in host_keys}
+    for dependent, primary in (pairs or {}).items():
+        if dependent not in secret_keys or dependent in overrides:
+            continue
+        if primary in missing:
+            missing.add(dependent)  # a new private key needs its own public key
+        elif dependent in missing:
+            raise EnvFileError(
+                f"{dependent} is missing while {primary} is present, and it cannot be derived "
+                f"without reading {primary} back: restore {dependent} from a backup of the file, "
+                "or set both in host data"
+            )
+    new_values = dict(generate(missing)) if missing else {}
+    if set(new_values) != missing:
+        raise EnvFileError("the secret generator did not return exactly the missing keys")
+
+    out_lines: list[str] = []
+    generated, overridden, kept = [], [], []
+    for line in lines:
+        match = _ENV_LINE.match(line)
+        if not match or match.group(2) != SECRET_PLACEHOLDER:
+            out_lines.append(line)
+            continue
+        key = match.group(1)
+        if key in overrides:
+            out_lines.append(f"{key}={quote_env_value(overrides[key])}")
+            if key in host_keys:
+                overridden.append(key)
+            else:
+                generated.append(key)  # first written from host data: new on the host
+        elif key in missing:
+            out_lines.append(f"{key}={quote_env_value(new_values[key])}")
+            generated.append(key)
+        else:
+            out_lines.append(f"{KEEP_MARKER}{key}")
+            kept.append(key)
+
+    changed_keys = _changed_keys(out_lines, host_lines)
+    # An override equal to the host's value is no change: only report real replacements.
+    overridden = [key for key in overridden if key in changed_keys]
+    changed = bool(changed_keys) or len(out_lines) != len(host_lines)
+    if not changed:
+        for (host_key, host_digest), line in zip(host_lines, out_lines):
+            if line.startswith(KEEP_MARKER):
+                if host_key != line[len(KEEP_MARKER):]:
+                    changed = True
+            elif host_digest != line_digest(line):
+                changed = True
+    return EnvPlan(
+        payload="\n".join(out_lines) + "\n",
+        changed=changed,
+        changed_keys=tuple(changed_keys),
+        generated=tuple(generated),
+        overridden=tuple(overridden),
+        kept=tuple(kept),
+    )
+
+
+def _changed_keys(out_lines: list[str], host_lines: list[tuple]) -> list[str]:
+    """Names of keys whose line differs between the planned content and the host (order-insensitive)."""
+    host_by_key = {key: digest for key, digest in host_lines if key}
+    planned_keys = []
+    changed = []
+    for line in out_lines:
+        if line.startswith(KEEP_MARKER):
+            planned_keys.append(line[len(KEEP_MARKER):])
+            continue
+        match = _ENV_LINE.match(line)
+        if not match:
+            continue
+        key = match.group(1)
+        planned_keys.append(key)
+        if host_by_key.get(key) != line_digest(line):
+            changed.append(key)
+    changed.extend(key for key in host_by_key if key not in planned_keys)
+    return changed
+
+
+# awk reads the current env file (or /dev/null) in BEGIN, then the new content from stdin.
+# A "@@KEEP@@KEY" line is replaced by the current line of KEY; a missing one is an error (exit 3),
+# which cannot happen unless the file changed between the fact and the write.
+_MERGE_AWK = (
+    "BEGIN { while ((getline line < current) > 0) "
+    "if (match(line, /^[A-Za-z_][A-Za-z0-9_]*=/)) old[substr(line, 1, RLENGTH - 1)] = line } "
+    "/^@@KEEP@@/ { k = substr($0, 9); if (!(k in old)) { missing = k; exit 3 } print old[k]; next } "
+    "{ print } "
+    "END { if (missing != \"\") print \"pyinfra-mastodon: \" missing \" vanished from the env file during the run\" > \"/dev/stderr\" }"
+)
+
+
+def write_command(path: str, user: str, group: str, mode: str = "600") -> str:
+    """
+    The shell command that writes the payload (given on stdin) to ``path`` atomically.
+
+    It holds no secret: the content travels on standard input.
+    """
+    q = shlex.quote
+    tmp = f"{path}.pyinfra-tmp"
+    script = (
+        "set -e; umask 077; "
+        f"old=/dev/null; if [ -f {q(path)} ]; then old={q(path)}; fi; "
+        f"awk -v current=\"$old\" {q(_MERGE_AWK)} > {q(tmp)}; "
+        f"chown {q(user)}:{q(group)} {q(tmp)}; chmod {q(mode)} {q(tmp)}; "
+        f"mv -f {q(tmp)} {q(path)}"
+    )
+    return f"sh -c {q(script)}"

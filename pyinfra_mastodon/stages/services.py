@@ -1,0 +1,46 @@
+"""
+Stages 3, 6 and 9: compose services up, PostgreSQL ready, restarts only when something changed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from pyinfra.api.operation import OperationMeta
+
+from ..operations import compose_up, reload_nginx, restart_services, wait_for_postgres
+
+APP_SERVICES = ("web", "streaming", "sidekiq")
+
+
+def start_data_services(cfg) -> None:
+    """Start PostgreSQL and Redis (alone: the application waits for its migrations), then wait."""
+    compose_up(
+        name="Start db and redis",
+        services=("db", "redis"),
+        wait_timeout=cfg.postgres_wait_timeout,
+    )
+    wait_for_postgres(
+        name="Wait until PostgreSQL is ready",
+        timeout=cfg.postgres_wait_timeout,
+    )
+
+
+def start_all(cfg) -> OperationMeta:
+    """Start every service, recreating those whose image or configuration changed."""
+    return compose_up(
+        name="Start or update all services",
+        wait_timeout=cfg.healthy_timeout,
+    )
+
+
+def restart_after(after: Sequence[OperationMeta]) -> None:
+    restart_services(
+        name="Restart web, streaming and sidekiq after migrations or seeding",
+        services=APP_SERVICES,
+        after=after,
+    )
+
+
+def reload_proxy(after: Sequence[OperationMeta]) -> None:
+    reload_nginx(name="Reload nginx after its configuration changed", after=after)

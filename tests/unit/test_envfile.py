@@ -1,0 +1,160 @@
+"""Env files with secrets: planning from line digests, and the shell command that writes them."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import subprocess
+
+import pytest
+
+from pyinfra_mastodon.envfile import (
+    KEEP_MARKER,
+    EnvFileError,
+    line_digest,
+    plan_env_file,
+    quote_env_value,
+    write_command,
+)
+
+RENDERED = "# header\nLOCAL_DOMAIN=a.example.org\nSECRET_KEY_BASE=@@SECRET@@\nVAPID_PRIVATE_KEY=@@SECRET@@\nVAPID_PUBLIC_KEY=@@SECRET@@\n"
+PAIRS = {"VAPID_PUBLIC_KEY": "VAPID_PRIVATE_KEY"}
+
+
+def digests_of(content: str) -> list[list]:
+    out = []
+    for line in content.splitlines():
+        key = line.split("=", 1)[0] if "=" in line and not line.startswith("#") else None
+        out.append([key, line_digest(line)])
+    return out
+
+
+def fake_generate(missing: set[str]) -> dict[str, str]:
+    return {key: f"new-{key.lower()}" for key in missing}
+
+
+def test_fresh_file_generates_every_secret():
+    plan = plan_env_file(RENDERED, None, {}, fake_generate, pairs=PAIRS)
+    assert plan.changed
+    assert set(plan.generated) == {"SECRET_KEY_BASE", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY"}
+    assert "SECRET_KEY_BASE=new-secret_key_base" in plan.payload.splitlines()
+    assert KEEP_MARKER not in plan.payload
+
+
+def test_converged_file_is_unchanged_and_keeps_secrets_on_the_host():
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue")
+    plan = plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
+    assert not plan.changed
+    assert plan.generated == () and plan.changed_keys == ()
+    assert set(plan.kept) == {"SECRET_KEY_BASE", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY"}
+    assert "hostvalue" not in plan.payload
+
+
+def test_changed_setting_keeps_secrets_and_names_only_the_changed_key():
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue").replace("a.example.org", "old.example.org")
+    plan = plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
+    assert plan.changed
+    assert plan.changed_keys == ("LOCAL_DOMAIN",)
+    assert plan.generated == ()
+    assert f"{KEEP_MARKER}SECRET_KEY_BASE" in plan.payload.splitlines()
+
+
+def test_deleted_key_is_the_only_one_generated():
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue")
+    on_host = "\n".join(line for line in on_host.splitlines() if not line.startswith("SECRET_KEY_BASE"))
+    plan = plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
+    assert plan.changed
+    assert plan.generated == ("SECRET_KEY_BASE",)
+    assert set(plan.kept) == {"VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY"}
+
+
+def test_missing_private_key_regenerates_its_public_key():
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue")
+    on_host = "\n".join(line for line in on_host.splitlines() if not line.startswith("VAPID_PRIVATE"))
+    plan = plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
+    assert set(plan.generated) == {"VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY"}
+
+
+def test_missing_public_key_alone_is_refused_without_revealing_anything():
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue")
+    on_host = "\n".join(line for line in on_host.splitlines() if not line.startswith("VAPID_PUBLIC"))
+    with pytest.raises(EnvFileError, match="VAPID_PUBLIC_KEY is missing") as error:
+        plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
+    assert "hostvalue" not in str(error.value)
+
+
+def test_override_replaces_host_value_and_is_reported_by_name():
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue")
+    plan = plan_env_file(
+        RENDERED, digests_of(on_host), {"SECRET_KEY_BASE": "f" * 128}, fake_generate, pairs=PAIRS
+    )
+    assert plan.changed and plan.overridden == ("SECRET_KEY_BASE",)
+    # an override equal to what the host has is no change
+    on_host2 = on_host.replace("SECRET_KEY_BASE=hostvalue", "SECRET_KEY_BASE=" + "f" * 128)
+    plan2 = plan_env_file(
+        RENDERED, digests_of(on_host2), {"SECRET_KEY_BASE": "f" * 128}, fake_generate, pairs=PAIRS
+    )
+    assert not plan2.changed and plan2.overridden == ()
+
+
+def test_reordered_or_extra_lines_count_as_change():
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue") + "EXTRA=1\n"
+    plan = plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
+    assert plan.changed and "EXTRA" in plan.changed_keys
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("plain", "plain"), ("a b", "'a b'"), ("pa$$word", "'pa$$word'"), ("x#y", "'x#y'"), ("", "")],
+)
+def test_quote_env_value(value, expected):
+    assert quote_env_value(value) == expected
+
+
+@pytest.mark.parametrize("value", ["a\nb", "it's $", "nul\0"])
+def test_quote_env_value_refuses_unwritable_values(value):
+    with pytest.raises(EnvFileError):
+        quote_env_value(value)
+
+
+def _run_write(path, payload):
+    me_user = pwd.getpwuid(os.getuid()).pw_name
+    me_group = grp.getgrgid(os.getgid()).gr_name
+    return subprocess.run(
+        write_command(str(path), me_user, me_group),
+        shell=True, input=payload, text=True, capture_output=True,
+    )
+
+
+def test_write_command_merges_kept_lines_atomically_with_mode_600(tmp_path):
+    target = tmp_path / ".env.production"
+    target.write_text("LOCAL_DOMAIN=old\nSECRET_KEY_BASE=keep me = with % and 'quotes' \\\\\n")
+    os.chmod(target, 0o600)
+    payload = f"LOCAL_DOMAIN=new\n{KEEP_MARKER}SECRET_KEY_BASE\nOTP_SECRET=fresh\n"
+    result = _run_write(target, payload)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == (
+        "LOCAL_DOMAIN=new\nSECRET_KEY_BASE=keep me = with % and 'quotes' \\\\\nOTP_SECRET=fresh\n"
+    )
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not (tmp_path / ".env.production.pyinfra-tmp").exists()
+    assert "keep me" not in result.stdout + result.stderr
+
+
+def test_write_command_creates_a_new_file_as_600(tmp_path):
+    target = tmp_path / ".env.db"
+    result = _run_write(target, "A=1\n")
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == "A=1\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_write_command_fails_and_keeps_the_file_when_a_kept_key_vanished(tmp_path):
+    target = tmp_path / ".env.production"
+    target.write_text("LOCAL_DOMAIN=old\n")
+    result = _run_write(target, f"{KEEP_MARKER}SECRET_KEY_BASE\n")
+    assert result.returncode != 0
+    assert "SECRET_KEY_BASE vanished" in result.stderr
+    assert target.read_text() == "LOCAL_DOMAIN=old\n"
