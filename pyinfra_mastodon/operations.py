@@ -19,8 +19,8 @@ from pyinfra.api.state import StateStage
 from . import settings
 from .envfile import EnvFileError, plan_env_file, write_command
 from .facts import (
-    ComposeConfigHashes,
     ComposeServices,
+    ComposeUpPlan,
     DatabaseInitialized,
     DatabaseSeeded,
     EnvFileDigests,
@@ -28,6 +28,7 @@ from .facts import (
     OwnerAccountExists,
     PendingMigrations,
     PostgresReady,
+    compose_command,
 )
 from .secrets import generate, generate_vapid_keypair
 
@@ -38,8 +39,8 @@ SECRET_PAIRS = {"VAPID_PUBLIC_KEY": "VAPID_PRIVATE_KEY"}
 
 
 def compose(*args: str) -> str:
-    """A ``docker compose`` command line run in the project directory."""
-    return f"cd {q(settings.BASE_DIR)} && docker compose " + " ".join(args)
+    """A ``docker compose`` command line for the Mastodon project."""
+    return " ".join((compose_command(), *args))
 
 
 def _executing() -> bool:
@@ -133,34 +134,20 @@ def compose_up(services: Sequence[str] = (), wait_timeout: int = 300):
     + services: services to converge (default: all in the compose file)
     + wait_timeout: seconds to wait for them to be running and healthy
 
-    Out of date means what ``docker compose up`` itself would recreate: the service's configuration
-    hash (which covers its ``env_file`` contents) or its image changed. Services that match are not
-    touched, so a converged host restarts nothing.
+    Out of date is what ``docker compose up`` itself would recreate (its ``--dry-run`` says so):
+    the service's configuration, its ``env_file`` contents or its image changed. Services that are
+    up to date are not named, so a converged host restarts nothing.
     """
-    hashes = host.get_fact(ComposeConfigHashes, project_dir=settings.BASE_DIR)
-    running = host.get_fact(ComposeServices, project=settings.COMPOSE_PROJECT) or {}
-    wanted = list(services) or sorted(hashes)
-    if not hashes:
-        # No compose file yet (first run, while preparing): everything will start.
-        stale = wanted or ["(all services)"]
-    else:
-        stale = []
-        for service in wanted:
-            current = running.get(service)
-            if (
-                current is None
-                or current["state"] != "running"
-                or current["config_hash"] != hashes.get(service)
-                or current["image_id"] != host.get_fact(ImageId, ref=current["image"])
-            ):
-                stale.append(service)
-    if not stale:
+    plan = host.get_fact(ComposeUpPlan, project_dir=settings.BASE_DIR)
+    wanted = list(services) or sorted(plan)
+    stale = [s for s in wanted if plan.get(s) != "Running"]
+    if plan and not stale:
         host.noop(f"{', '.join(wanted)}: running and up to date")
         return
-    names = " ".join(q(s) for s in stale if not s.startswith("("))
     yield compose(
-        "up --detach --wait", f"--wait-timeout {int(wait_timeout)}", "--remove-orphans", names
-    ).rstrip()
+        "up --detach --wait", f"--wait-timeout {int(wait_timeout)}", "--remove-orphans",
+        *(q(s) for s in (stale if plan else services)),
+    )
 
 
 @operation()

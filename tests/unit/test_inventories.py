@@ -1,0 +1,287 @@
+"""The shipped inventories (inventories/prod.py, inventories/vagrant.py) and the Vagrantfile.
+
+Inventories are loaded with pyinfra's own CLI loader (`pyinfra_cli.inventory.make_inventory`, the
+function behind `pyinfra INVENTORY ...`), including `group_data/` of the repository, exactly as the
+CLI does it. Nothing here connects to a host.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyinfra.api import State
+from pyinfra.context import ctx_state
+from pyinfra_cli.inventory import make_inventory
+
+REPO = Path(__file__).resolve().parents[2]
+PROD = REPO / "inventories" / "prod.py"
+VAGRANT = REPO / "inventories" / "vagrant.py"
+VAGRANTFILE = REPO / "Vagrantfile"
+
+# The documented settings (README.md, docs/architecture.md). pyinfra_mastodon.settings is the
+# authority; this list catches an inventory that uses a name nobody documented.
+KNOWN_SETTINGS = {
+    "mastodon_prefix",
+    "mastodon_server_id",
+    "mastodon_zone",
+    "mastodon_admin_email",
+    "mastodon_admin_username",
+    "mastodon_version",
+    "mastodon_web_image",
+    "mastodon_streaming_image",
+    "mastodon_postgres_image",
+    "mastodon_redis_image",
+    "mastodon_nginx_image",
+    "mastodon_certbot_email",
+    "mastodon_certbot_staging",
+    "mastodon_certbot_local_ca",
+    "mastodon_smtp_server",
+    "mastodon_smtp_port",
+    "mastodon_smtp_login",
+    "mastodon_smtp_password",
+    "mastodon_smtp_from_address",
+    "mastodon_extra_env",
+    "mastodon_postgres_wait_timeout",
+    "mastodon_healthy_timeout",
+    "mastodon_backup_before_upgrade",
+}
+SECRET_SETTINGS = {
+    "mastodon_secret_key_base",
+    "mastodon_otp_secret",
+    "mastodon_vapid_private_key",
+    "mastodon_vapid_public_key",
+    "mastodon_active_record_encryption_deterministic_key",
+    "mastodon_active_record_encryption_key_derivation_salt",
+    "mastodon_active_record_encryption_primary_key",
+}
+# Values that must never come from a committed inventory (only from the environment, if at all).
+SENSITIVE_SETTINGS = SECRET_SETTINGS | {"mastodon_smtp_password"}
+
+DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+# Environment variables prod.py reads; cleared so that a developer's shell cannot change the result.
+PROD_ENV_VARS = ("MASTODON_SOCIAL3_SMTP_PASSWORD",)
+
+
+def load(path, monkeypatch=None, env=None):
+    """Load an inventory file the way `pyinfra INVENTORY ...` does (cwd = repository root)."""
+    if monkeypatch is not None:
+        for name in [n for n in os.environ if n.startswith("MASTODON_")]:
+            monkeypatch.delenv(name)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+    state = State(check_for_changes=False)
+    state.cwd = str(REPO)
+    with ctx_state.use(state):
+        return make_inventory(str(path), cwd=str(REPO))
+
+
+def hosts_data(inventory):
+    return {host.name: host.data.dict() for host in inventory}
+
+
+def group_hosts(inventory, name):
+    return sorted(host.name for host in inventory.get_group(name))
+
+
+def domain_of(data):
+    return f"{data['mastodon_prefix']}{data['mastodon_server_id']}.{data['mastodon_zone']}"
+
+
+def is_dns_name(name):
+    labels = name.split(".")
+    return len(name) <= 253 and len(labels) >= 2 and all(DNS_LABEL.match(label) for label in labels)
+
+
+def mastodon_keys(data):
+    return {key: value for key, value in data.items() if key.startswith("mastodon_")}
+
+
+@pytest.fixture
+def prod(monkeypatch):
+    return load(PROD, monkeypatch)
+
+
+@pytest.fixture
+def vagrant(monkeypatch):
+    return load(VAGRANT, monkeypatch)
+
+
+# --- inventories/prod.py ---------------------------------------------------------------------------
+
+
+def test_prod_hosts_and_groups(prod):
+    expected = ["mastodon-a.example.org", "mastodon-b.example.org", "mastodon-c.example.org"]
+    assert sorted(host.name for host in prod) == expected
+    assert group_hosts(prod, "mastodon_servers") == expected
+    # The file name is a group of every host.
+    assert group_hosts(prod, "prod") == expected
+    for host in prod:
+        assert {"mastodon_servers", "prod"} <= set(host.groups)
+
+
+def test_prod_group_data_is_shared_and_hosts_override(prod):
+    data = hosts_data(prod)
+    for name, host_data in data.items():
+        assert host_data["mastodon_prefix"] == "social", name
+        assert host_data["mastodon_zone"] == "example.org", name
+        assert host_data["mastodon_admin_email"] == "admin@example.org", name
+        assert host_data["ssh_user"] == "deploy", name
+        assert host_data["_sudo"] is True, name
+    server_ids = [host_data["mastodon_server_id"] for host_data in data.values()]
+    assert len(set(server_ids)) == len(server_ids) == 3
+    # Per-host overrides: one pinned version, one with SMTP.
+    assert data["mastodon-b.example.org"]["mastodon_version"] == "v4.6.4"
+    assert "mastodon_version" not in data["mastodon-a.example.org"]
+    smtp = data["mastodon-c.example.org"]
+    assert smtp["mastodon_smtp_server"] == "smtp.example.org"
+    assert smtp["mastodon_smtp_port"] == 587
+    assert "mastodon_smtp_server" not in data["mastodon-a.example.org"]
+
+
+def test_prod_domains(prod):
+    domains = {name: domain_of(d) for name, d in hosts_data(prod).items()}
+    assert domains == {
+        "mastodon-a.example.org": "social1.example.org",
+        "mastodon-b.example.org": "social2.example.org",
+        "mastodon-c.example.org": "social3.example.org",
+    }
+
+
+def test_prod_uses_only_reserved_example_names(prod):
+    for name, data in hosts_data(prod).items():
+        assert name.endswith(".example.org"), name
+        assert data["mastodon_zone"] == "example.org"
+        for key in ("mastodon_admin_email", "mastodon_smtp_login", "mastodon_smtp_from_address"):
+            if key in data:
+                assert data[key].endswith("example.org"), (name, key)
+
+
+def test_prod_has_no_secrets_without_environment(prod):
+    for name, data in hosts_data(prod).items():
+        assert not SENSITIVE_SETTINGS & set(data), name
+
+
+def test_prod_takes_smtp_password_from_environment_only_when_set(monkeypatch):
+    data = hosts_data(load(PROD, monkeypatch, env={"MASTODON_SOCIAL3_SMTP_PASSWORD": "s3cret-from-env"}))
+    assert data["mastodon-c.example.org"]["mastodon_smtp_password"] == "s3cret-from-env"
+    assert "mastodon_smtp_password" not in data["mastodon-a.example.org"]
+    # Set but empty: treated as unset (never an empty password).
+    data = hosts_data(load(PROD, monkeypatch, env={"MASTODON_SOCIAL3_SMTP_PASSWORD": ""}))
+    assert "mastodon_smtp_password" not in data["mastodon-c.example.org"]
+
+
+def test_prod_has_no_vagrant_only_ssh_settings(prod):
+    for name, data in hosts_data(prod).items():
+        assert "ssh_known_hosts_file" not in data, name
+        assert "ssh_strict_host_key_checking" not in data, name
+
+
+# --- inventories/vagrant.py ------------------------------------------------------------------------
+
+
+def test_vagrant_host_and_connection(vagrant):
+    assert [host.name for host in vagrant] == ["social1"]
+    data = hosts_data(vagrant)["social1"]
+    assert Path(data["ssh_config_file"]) == REPO / ".vagrant" / "ssh-config"
+    assert data["ssh_known_hosts_file"] == "/dev/null"
+    assert data["ssh_strict_host_key_checking"] == "off"
+    assert data["_sudo"] is True
+
+
+def test_vagrant_mastodon_data(vagrant):
+    data = hosts_data(vagrant)["social1"]
+    assert domain_of(data) == "social1.vagrant.test"
+    assert data["mastodon_admin_email"] == "admin@vagrant.test"
+    assert data["mastodon_certbot_local_ca"] is True
+
+
+def test_vagrant_inventory_matches_vagrantfile():
+    """Machine name (= ssh-config Host alias) and the /etc/hosts line documented in vagrant.py."""
+    vagrantfile = VAGRANTFILE.read_text()
+    assert re.search(r'vm\.define\s+"social1"', vagrantfile)
+    ip = re.search(r'PRIVATE_IP\s*=\s*"([0-9.]+)"', vagrantfile).group(1)
+    assert f"{ip} social1.vagrant.test" in VAGRANT.read_text()
+
+
+# --- both ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [PROD, VAGRANT], ids=["prod", "vagrant"])
+def test_every_mastodon_key_is_documented(path, monkeypatch):
+    for name, data in hosts_data(load(path, monkeypatch)).items():
+        unknown = set(mastodon_keys(data)) - KNOWN_SETTINGS - SECRET_SETTINGS
+        assert not unknown, f"{name}: unknown settings {sorted(unknown)}"
+
+
+@pytest.mark.parametrize(
+    "path, env",
+    [
+        (PROD, {}),
+        (PROD, {"MASTODON_SOCIAL3_SMTP_PASSWORD": "s3cret-from-env"}),
+        (VAGRANT, {}),
+    ],
+    ids=["prod", "prod-with-env", "vagrant"],
+)
+def test_every_host_passes_settings_validation(path, env, monkeypatch):
+    """The deploy's own validation (unknown or near-miss names, bad values, domain): the authority."""
+    from pyinfra_mastodon.settings import load_config
+
+    for name, data in hosts_data(load(path, monkeypatch, env=env)).items():
+        config = load_config(name, data)  # the merged host data, as the deploy sees it
+        assert config.domain == domain_of(data)
+
+
+@pytest.mark.parametrize("path", [PROD, VAGRANT], ids=["prod", "vagrant"])
+def test_domains_well_formed_and_unique(path, monkeypatch):
+    domains = [domain_of(data) for data in hosts_data(load(path, monkeypatch)).values()]
+    for domain in domains:
+        assert is_dns_name(domain), domain
+    assert len(set(domains)) == len(domains)
+
+
+@pytest.mark.parametrize("path", [PROD, VAGRANT], ids=["prod", "vagrant"])
+def test_pyinfra_cli_reads_inventory(path):
+    """`pyinfra INVENTORY debug-inventory --json` loads the file without connecting anywhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASTODON_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", str(path.relative_to(REPO)), "debug-inventory", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    names = {entry["name"] for entry in json.loads(result.stdout)}
+    assert names == {host.name for host in load(path)}
+
+
+# --- Vagrantfile ------------------------------------------------------------------------------------
+
+
+def test_vagrantfile_is_valid_ruby():
+    ruby = shutil.which("ruby")
+    if ruby is None:
+        pytest.skip("ruby is not installed (apt-get install ruby); cannot syntax-check the Vagrantfile")
+    result = subprocess.run([ruby, "-c", str(VAGRANTFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Syntax OK" in result.stdout
+
+
+def test_vagrantfile_contents():
+    text = VAGRANTFILE.read_text()
+    assert re.search(r'DEFAULT_BOX\s*=\s*"bento/ubuntu-24\.04"', text)
+    assert re.search(r"MEMORY_MB\s*=\s*4096", text)
+    assert re.search(r"CPUS\s*=\s*2\b", text)
+    assert 'provider "virtualbox"' in text and 'provider "libvirt"' in text
+    assert "private_network" in text
+    assert "install -y docker.io docker-compose-v2" in text
+    assert "systemctl enable --now docker" in text
+    # No Mastodon-specific provisioning: pyinfra does that.
+    assert "/opt/mastodon" not in text

@@ -1,0 +1,153 @@
+"""The rendered files: compose structure, env files, and the nginx server block through a real `nginx -t`."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from pyinfra_mastodon import settings
+from pyinfra_mastodon.render import render
+
+BASE = {
+    "mastodon_server_id": "42",
+    "mastodon_zone": "example.org",
+    "mastodon_admin_email": "admin@example.org",
+}
+
+
+def config(**extra):
+    return settings.load_config("web42", {**BASE, **extra})
+
+
+def compose(**extra) -> dict:
+    return yaml.safe_load(render("docker-compose.yml.j2", config(**extra)))
+
+
+def test_compose_has_the_six_services_with_the_configured_images():
+    doc = compose(mastodon_version="v4.6.4", mastodon_postgres_image="mirror.example.org/postgres:14-alpine")
+    assert doc["name"] == "mastodon"
+    assert set(doc["services"]) == {"nginx", "db", "redis", "web", "streaming", "sidekiq"}
+    services = doc["services"]
+    assert services["web"]["image"] == "ghcr.io/mastodon/mastodon:v4.6.4"
+    assert services["sidekiq"]["image"] == "ghcr.io/mastodon/mastodon:v4.6.4"
+    assert services["streaming"]["image"] == "ghcr.io/mastodon/mastodon-streaming:v4.6.4"
+    assert services["db"]["image"] == "mirror.example.org/postgres:14-alpine"
+    assert services["web"]["command"] == "bundle exec puma -C config/puma.rb"
+    assert services["streaming"]["command"] == "node ./streaming/index.js"
+    assert services["sidekiq"]["command"] == "bundle exec sidekiq"
+
+
+def test_compose_keeps_data_services_internal_and_owned_by_991():
+    doc = compose()
+    assert doc["networks"]["internal_network"]["internal"] is True
+    for name in ("db", "redis"):
+        service = doc["services"][name]
+        assert service["networks"] == ["internal_network"]
+        assert "ports" not in service
+        assert service["user"] == "991:991"
+    assert doc["services"]["db"]["healthcheck"]["test"] == ["CMD", "pg_isready", "-U", "postgres"]
+    assert doc["services"]["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert doc["services"]["web"]["ports"] == ["127.0.0.1:3000:3000"]
+    assert doc["services"]["streaming"]["ports"] == ["127.0.0.1:4000:4000"]
+    for name in ("web", "streaming", "sidekiq"):
+        assert set(doc["services"][name]["networks"]) == {"external_network", "internal_network"}
+        assert doc["services"][name]["env_file"] == ".env.production"
+
+
+def test_compose_nginx_uses_host_network_and_local_ca_only_when_asked():
+    nginx = compose()["services"]["nginx"]
+    assert nginx["network_mode"] == "host"
+    assert nginx["environment"]["CERTBOT_EMAIL"] == "admin@example.org"
+    assert "USE_LOCAL_CA" not in nginx["environment"]
+    assert "/data/nginx/user_conf.d:/etc/nginx/user_conf.d:ro" in nginx["volumes"]
+    local = compose(mastodon_certbot_local_ca=True)["services"]["nginx"]
+    assert local["environment"]["USE_LOCAL_CA"] == "1"
+    assert "/data/nginx/local_ca:/etc/local_ca" in local["volumes"]
+
+
+def test_env_production_names_every_secret_as_a_placeholder_only():
+    text = render("env.production.j2", config(mastodon_smtp_password="pa ss$word"))
+    assert "LOCAL_DOMAIN=social42.example.org" in text.splitlines()
+    for key in settings.SECRET_ENV_KEYS:
+        assert f"{key}=@@SECRET@@" in text.splitlines()
+    assert "SMTP_PASSWORD='pa ss$word'" in text.splitlines()
+    assert "SKIP_POST_DEPLOYMENT_MIGRATIONS" not in text
+
+
+def test_env_db_trusts_the_internal_network_and_moves_pgdata_below_the_mount():
+    lines = render("env.db.j2", config()).splitlines()
+    assert "POSTGRES_HOST_AUTH_METHOD=trust" in lines
+    assert "PGDATA=/var/lib/postgresql/data/pgdata" in lines
+
+
+def _self_signed(directory: Path, domain: str) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    for name in ("fullchain.pem", "chain.pem", "cert.pem"):
+        (directory / name).write_bytes(pem)
+    (directory / "privkey.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+    )
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if not found:
+        pytest.fail("nginx is not installed: run scripts/bootstrap (it installs nginx-light)")
+    return found
+
+
+def test_nginx_server_block_passes_a_real_nginx_t(tmp_path):
+    cfg = config()
+    conf = render("nginx-site.conf.j2", cfg)
+    assert f"ssl_certificate_key {settings.LETSENCRYPT_DIR}/live/{cfg.domain}/privkey.pem;" in conf
+    letsencrypt = tmp_path / "letsencrypt"
+    _self_signed(letsencrypt / "live" / cfg.domain, cfg.domain)
+    site = tmp_path / f"{cfg.domain}.conf"
+    site.write_text(conf.replace(settings.LETSENCRYPT_DIR, str(letsencrypt)))
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  include {site};\n}}\n"
+    )
+    result = subprocess.run(
+        [nginx_binary(), "-t", "-c", str(main), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_nginx_server_block_routes_and_headers():
+    conf = render("nginx-site.conf.j2", config())
+    assert "server_name social42.example.org;" in conf
+    assert "ssl_reject_handshake on;" in conf  # unknown names refused
+    assert "listen 80" not in conf  # the image's redirector owns port 80 and the ACME challenge
+    for header in ("Host $host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
+                   "X-Forwarded-Proto $scheme", "X-Forwarded-Ssl on"):
+        assert conf.count(f"proxy_set_header {header};") == 2, header
+    streaming = conf.split("location ^~ /api/v1/streaming")[1]
+    assert "proxy_pass http://mastodon_streaming;" in streaming
+    assert "proxy_buffering off;" in streaming and "proxy_http_version 1.1;" in streaming
+    assert "proxy_set_header Upgrade $http_upgrade;" in streaming
+    assert "server 127.0.0.1:3000" in conf and "server 127.0.0.1:4000" in conf
