@@ -127,12 +127,12 @@ def secret_env_file(
 
 
 @operation()
-def compose_up(services: Sequence[str] = (), wait_timeout: int = 300):
+def compose_up(services: Sequence[str] = (), wait_timeout: int | None = 300):
     """
     Start, or recreate, the compose services whose container is missing, stopped or out of date.
 
     + services: services to converge (default: all in the compose file)
-    + wait_timeout: seconds to wait for them to be running and healthy
+    + wait_timeout: seconds to wait for them to be running and healthy; None: do not wait here
 
     Out of date is what ``docker compose up`` itself would recreate (its ``--dry-run`` says so):
     the service's configuration, its ``env_file`` contents or its image changed. Services that are
@@ -144,9 +144,9 @@ def compose_up(services: Sequence[str] = (), wait_timeout: int = 300):
     if plan and not stale:
         host.noop(f"{', '.join(wanted)}: running and up to date")
         return
+    wait = () if wait_timeout is None else ("--wait", f"--wait-timeout {int(wait_timeout)}")
     yield compose(
-        "up --detach --wait", f"--wait-timeout {int(wait_timeout)}", "--remove-orphans",
-        *(q(s) for s in (stale if plan else services)),
+        "up --detach", *wait, "--remove-orphans", *(q(s) for s in (stale if plan else services))
     )
 
 

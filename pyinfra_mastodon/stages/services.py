@@ -15,11 +15,8 @@ APP_SERVICES = ("web", "streaming", "sidekiq")
 
 def start_data_services(cfg) -> None:
     """Start PostgreSQL and Redis (alone: the application waits for its migrations), then wait."""
-    compose_up(
-        name="Start db and redis",
-        services=("db", "redis"),
-        wait_timeout=cfg.postgres_wait_timeout,
-    )
+    # No --wait here: the bounded wait below ends with a message that says what to check.
+    compose_up(name="Start db and redis", services=("db", "redis"), wait_timeout=None)
     wait_for_postgres(
         name="Wait until PostgreSQL is ready",
         timeout=cfg.postgres_wait_timeout,
