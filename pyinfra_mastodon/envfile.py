@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 
 SECRET_PLACEHOLDER = "@@SECRET@@"
 KEEP_MARKER = "@@KEEP@@"
+DERIVE_MARKER = "@@DERIVE@@"  # only VAPID_PUBLIC_KEY: derived on the host from VAPID_PRIVATE_KEY
 
 _ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 # Characters a Compose env_file value may hold unquoted without being interpolated or cut.
@@ -68,6 +69,7 @@ class EnvPlan:
     + generated: secret keys generated in this run
     + overridden: secret keys whose host value is replaced by the one from host data
     + kept: secret keys whose value stays as it is on the host
+    + derived: keys rebuilt on the host from the secret they belong to (a lost VAPID public key)
     """
 
     payload: str = field(repr=False)
@@ -76,6 +78,7 @@ class EnvPlan:
     generated: tuple[str, ...]
     overridden: tuple[str, ...]
     kept: tuple[str, ...]
+    derived: tuple[str, ...] = ()
 
 
 def plan_env_file(
@@ -102,17 +105,16 @@ def plan_env_file(
         m.group(1) for m in map(_ENV_LINE.match, lines) if m and m.group(2) == SECRET_PLACEHOLDER
     ]
     missing = {key for key in secret_keys if key not in overrides and key not in host_keys}
+    derive: set[str] = set()
     for dependent, primary in (pairs or {}).items():
         if dependent not in secret_keys or dependent in overrides:
             continue
         if primary in missing:
             missing.add(dependent)  # a new private key needs its own public key
         elif dependent in missing:
-            raise EnvFileError(
-                f"{dependent} is missing while {primary} is present, and it cannot be derived "
-                f"without reading {primary} back: restore {dependent} from a backup of the file, "
-                "or set both in host data"
-            )
+            # The private key stays on the host: rebuild its public key there (write_command).
+            missing.discard(dependent)
+            derive.add(dependent)
     new_values = dict(generate(missing)) if missing else {}
     if set(new_values) != missing:
         raise EnvFileError("the secret generator did not return exactly the missing keys")
@@ -134,6 +136,8 @@ def plan_env_file(
         elif key in missing:
             out_lines.append(f"{key}={quote_env_value(new_values[key])}")
             generated.append(key)
+        elif key in derive:
+            out_lines.append(f"{DERIVE_MARKER}{key}")
         else:
             out_lines.append(f"{KEEP_MARKER}{key}")
             kept.append(key)
@@ -156,6 +160,7 @@ def plan_env_file(
         generated=tuple(generated),
         overridden=tuple(overridden),
         kept=tuple(kept),
+        derived=tuple(sorted(derive)),
     )
 
 
@@ -167,6 +172,10 @@ def _changed_keys(out_lines: list[str], host_lines: list[tuple]) -> list[str]:
     for line in out_lines:
         if line.startswith(KEEP_MARKER):
             planned_keys.append(line[len(KEEP_MARKER):])
+            continue
+        if line.startswith(DERIVE_MARKER):
+            planned_keys.append(line[len(DERIVE_MARKER):])
+            changed.append(line[len(DERIVE_MARKER):])
             continue
         match = _ENV_LINE.match(line)
         if not match:
@@ -186,23 +195,49 @@ _MERGE_AWK = (
     "BEGIN { while ((getline line < current) > 0) "
     "if (match(line, /^[A-Za-z_][A-Za-z0-9_]*=/)) old[substr(line, 1, RLENGTH - 1)] = line } "
     "/^@@KEEP@@/ { k = substr($0, 9); if (!(k in old)) { missing = k; exit 3 } print old[k]; next } "
+    "/^@@DERIVE@@/ { print substr($0, 11) \"=\" derived; next } "
     "{ print } "
     "END { if (missing != \"\") print \"pyinfra-mastodon: \" missing \" vanished from the env file during the run\" > \"/dev/stderr\" }"
 )
 
 
-def write_command(path: str, user: str, group: str, mode: str = "600") -> str:
+# Rebuilds VAPID_PUBLIC_KEY from the VAPID_PRIVATE_KEY in "$old", on the host: the raw 32-byte
+# scalar goes into an RFC 5915 ECPrivateKey (prime256v1) for openssl, which prints the public point;
+# its last 65 bytes (0x04 || X || Y), URL-safe base64 with padding, are what the webpush gem writes.
+# The private key only passes through a pipe; the public key is no secret.
+_DERIVE_VAPID_PUBLIC = (
+    "command -v openssl >/dev/null || { echo 'pyinfra-mastodon: openssl is needed to rebuild "
+    "VAPID_PUBLIC_KEY from VAPID_PRIVATE_KEY' >&2; exit 4; }; "
+    "key() { sed -n 's/^VAPID_PRIVATE_KEY=//p' \"$old\" | tr -d \"'\" | tr -- '-_' '+/'; }; "
+    "n=$(key | base64 -d | wc -c); "
+    "derived=$({ printf '\\060\\061\\002\\001\\001\\004\\040'; "
+    "if [ \"$n\" -eq 31 ]; then printf '\\000'; fi; key | base64 -d; "
+    "printf '\\240\\012\\006\\010\\052\\206\\110\\316\\075\\003\\001\\007'; } "
+    "| openssl ec -inform DER -pubout -outform DER -conv_form uncompressed 2>/dev/null "
+    "| tail -c 65 | base64 -w0 | tr -- '+/' '-_'); "
+    "if [ ${#derived} -ne 88 ]; then echo 'pyinfra-mastodon: could not rebuild VAPID_PUBLIC_KEY "
+    "from VAPID_PRIVATE_KEY' >&2; exit 4; fi; "
+)
+
+
+def write_command(
+    path: str, user: str, group: str, mode: str = "600", derive_vapid_public: bool = False
+) -> str:
     """
     The shell command that writes the payload (given on stdin) to ``path`` atomically.
 
     It holds no secret: the content travels on standard input.
+
+    + derive_vapid_public: the payload has a ``@@DERIVE@@VAPID_PUBLIC_KEY`` line to rebuild
     """
     q = shlex.quote
     tmp = f"{path}.pyinfra-tmp"
     script = (
         "set -e; umask 077; "
         f"old=/dev/null; if [ -f {q(path)} ]; then old={q(path)}; fi; "
-        f"awk -v current=\"$old\" {q(_MERGE_AWK)} > {q(tmp)}; "
+        'derived=""; '
+        + (_DERIVE_VAPID_PUBLIC if derive_vapid_public else "")
+        + f"awk -v current=\"$old\" -v derived=\"$derived\" {q(_MERGE_AWK)} > {q(tmp)}; "
         f"chown {q(user)}:{q(group)} {q(tmp)}; chmod {q(mode)} {q(tmp)}; "
         f"mv -f {q(tmp)} {q(path)}"
     )

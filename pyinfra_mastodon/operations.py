@@ -113,7 +113,10 @@ def secret_env_file(
                 f"{path}: diff withheld because the file holds secrets; lines that differ: "
                 f"{', '.join(plan.changed_keys) or 'comments or order only'}",
             )
-        yield StringCommand(write_command(path, user, group, mode), _stdin=plan.payload)
+        if plan.derived and _executing():
+            host.log(f"{path}: {', '.join(plan.derived)} rebuilt from its private key on the host")
+        command = write_command(path, user, group, mode, derive_vapid_public=bool(plan.derived))
+        yield StringCommand(command, _stdin=plan.payload)
         return
 
     fixes = []

@@ -10,7 +10,10 @@ import subprocess
 
 import pytest
 
+from pyinfra_mastodon.secrets import generate_vapid_keypair
+
 from pyinfra_mastodon.envfile import (
+    DERIVE_MARKER,
     KEEP_MARKER,
     EnvFileError,
     line_digest,
@@ -77,12 +80,13 @@ def test_missing_private_key_regenerates_its_public_key():
     assert set(plan.generated) == {"VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY"}
 
 
-def test_missing_public_key_alone_is_refused_without_revealing_anything():
+def test_missing_public_key_alone_is_rebuilt_on_the_host_from_the_kept_private_key():
     on_host = RENDERED.replace("@@SECRET@@", "hostvalue")
     on_host = "\n".join(line for line in on_host.splitlines() if not line.startswith("VAPID_PUBLIC"))
-    with pytest.raises(EnvFileError, match="VAPID_PUBLIC_KEY is missing") as error:
-        plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
-    assert "hostvalue" not in str(error.value)
+    plan = plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
+    assert plan.changed and plan.generated == () and plan.derived == ("VAPID_PUBLIC_KEY",)
+    assert f"{DERIVE_MARKER}VAPID_PUBLIC_KEY" in plan.payload.splitlines()
+    assert "VAPID_PRIVATE_KEY" in plan.kept and "hostvalue" not in plan.payload
 
 
 def test_override_replaces_host_value_and_is_reported_by_name():
@@ -119,11 +123,11 @@ def test_quote_env_value_refuses_unwritable_values(value):
         quote_env_value(value)
 
 
-def _run_write(path, payload):
+def _run_write(path, payload, **kwargs):
     me_user = pwd.getpwuid(os.getuid()).pw_name
     me_group = grp.getgrgid(os.getgid()).gr_name
     return subprocess.run(
-        write_command(str(path), me_user, me_group),
+        write_command(str(path), me_user, me_group, **kwargs),
         shell=True, input=payload, text=True, capture_output=True,
     )
 
@@ -158,3 +162,14 @@ def test_write_command_fails_and_keeps_the_file_when_a_kept_key_vanished(tmp_pat
     assert result.returncode != 0
     assert "SECRET_KEY_BASE vanished" in result.stderr
     assert target.read_text() == "LOCAL_DOMAIN=old\n"
+
+
+def test_write_command_rebuilds_the_vapid_public_key_from_the_private_key(tmp_path):
+    private, public = generate_vapid_keypair()
+    target = tmp_path / ".env.production"
+    target.write_text(f"VAPID_PRIVATE_KEY={private}\n")
+    payload = f"{KEEP_MARKER}VAPID_PRIVATE_KEY\n{DERIVE_MARKER}VAPID_PUBLIC_KEY\n"
+    result = _run_write(target, payload, derive_vapid_public=True)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == f"VAPID_PRIVATE_KEY={private}\nVAPID_PUBLIC_KEY={public}\n"
+    assert private not in result.stdout + result.stderr
