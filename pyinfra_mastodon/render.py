@@ -22,7 +22,13 @@ _ENV = Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
-_ENV.filters["env_value"] = lambda value: quote_env_value("" if value is None else str(value))
+def _env_value(value) -> str:
+    if isinstance(value, bool):  # Mastodon reads "true"/"false"
+        value = "true" if value else "false"
+    return quote_env_value("" if value is None else str(value))
+
+
+_ENV.filters["env_value"] = _env_value
 
 
 def _context(cfg: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import secrets as _secrets
+from .envfile import EnvFileError, quote_env_value
 
 # Fixed facts (docs/architecture.md)
 #
@@ -259,6 +260,14 @@ def _int_range(low: int, high: int) -> Callable[[int], None]:
     return validate
 
 
+def _validate_env_value(value: str) -> None:
+    # The message describes the problem, never the value (it may be a password).
+    try:
+        quote_env_value(value)
+    except EnvFileError as error:
+        raise ValueError(f"cannot be written to .env.production: {error}") from None
+
+
 def _validate_extra_env(value: dict) -> None:
     # Values are never quoted back: extra env often holds credentials (S3 keys...).
     for key, item in value.items():
@@ -269,6 +278,11 @@ def _validate_extra_env(value: dict) -> None:
         if isinstance(item, bool) or isinstance(item, (int, str)):
             if isinstance(item, str) and _CONTROL_RE.search(item):
                 raise ValueError(f"the value of '{key}' contains a newline or control character")
+            if isinstance(item, str):
+                try:
+                    _validate_env_value(item)
+                except ValueError as error:
+                    raise ValueError(f"the value of '{key}' {error}") from None
         else:
             raise ValueError(
                 f"the value of '{key}' must be a str, int or bool (got {type(item).__name__})"
@@ -452,6 +466,7 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "",
         "SMTP user name",
+        validate=_validate_env_value,
     ),
     Setting(
         "mastodon_smtp_password",
@@ -459,6 +474,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "SMTP password (keep it out of the repo: use `--data` or an untracked data file)",
         secret=True,
+        validate=_validate_env_value,
         default_text="(none)",
     ),
     Setting(
