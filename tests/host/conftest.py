@@ -1,0 +1,112 @@
+"""Testinfra suite of a deployed Mastodon host (SPEC §3, §4, §7).
+
+Runs against any server reachable by testinfra (`--hosts`), as root (root ssh or `--sudo`).
+See tests/host/README.md for the exact commands (sandbox, Vagrant, any server).
+
+Secrets: no test ever brings a secret value into this process. Secret files are checked on the
+host with `grep -c`/`sha256sum`/`test`, so a failing assertion can only show counts and booleans.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from host_helpers import DEFAULT_CA_FILE, Site
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mastodon", "deployed Mastodon host (tests/host)")
+    group.addoption(
+        "--mastodon-domain",
+        default=None,
+        help="Domain of the instance on the host under test (required), e.g. social1.sandbox.test",
+    )
+    group.addoption(
+        "--mastodon-admin-username",
+        default="admin",
+        help="Username of the owner account the deploy creates (default: admin)",
+    )
+    group.addoption(
+        "--mastodon-version",
+        default=None,
+        help="Expected Mastodon version reported by /api/v1/instance, e.g. 4.6.5 (optional)",
+    )
+    group.addoption(
+        "--mastodon-ca-file",
+        default=None,
+        help=(
+            "Path ON THE HOST of a CA certificate to verify https against "
+            f"(default: {DEFAULT_CA_FILE} if it exists on the host, else the system store)"
+        ),
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "standin: relies on a behaviour of the Mastodon stand-in images (e.g. unauthenticated "
+        "media upload); deselect with -m 'not standin' against a real instance",
+    )
+    config.addinivalue_line("markers", "host: testinfra check of a deployed host")
+
+
+def _opt(config, name):
+    # getoption with a default also works when this conftest was not an "initial" one.
+    return config.getoption(name, default=None)
+
+
+def pytest_collection_modifyitems(config, items):
+    here = str(config.rootpath / "tests" / "host")
+    ours = [i for i in items if str(i.path).startswith(here)]
+    if ours and not _opt(config, "--mastodon-domain"):
+        raise pytest.UsageError(
+            "tests/host needs --mastodon-domain=DOMAIN (and --hosts=...): see tests/host/README.md"
+        )
+    for item in ours:
+        item.add_marker(pytest.mark.host)
+
+
+# ------------------------------------------------------------------------------------ options
+
+
+@pytest.fixture(scope="session")
+def domain(pytestconfig) -> str:
+    value = _opt(pytestconfig, "--mastodon-domain")
+    if not value:
+        pytest.fail("--mastodon-domain is required for tests/host")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", value):
+        pytest.fail(f"--mastodon-domain {value!r} is not a DNS name")
+    return value.lower()
+
+
+@pytest.fixture(scope="session")
+def admin_username(pytestconfig) -> str:
+    value = _opt(pytestconfig, "--mastodon-admin-username") or "admin"
+    if not re.fullmatch(r"[A-Za-z0-9_]+", value):
+        pytest.fail(f"--mastodon-admin-username {value!r} is not a Mastodon username")
+    return value
+
+
+@pytest.fixture(scope="session")
+def expected_version(pytestconfig) -> str | None:
+    value = _opt(pytestconfig, "--mastodon-version")
+    return value[1:] if value and value.startswith("v") else value
+
+
+@pytest.fixture(scope="module")
+def ca_file(pytestconfig, host) -> str | None:
+    """CA certificate (path on the host) for https checks; None means the system store."""
+    given = _opt(pytestconfig, "--mastodon-ca-file")
+    if given:
+        assert host.file(given).is_file, f"--mastodon-ca-file {given} does not exist on the host"
+        return given
+    if host.file(DEFAULT_CA_FILE).is_file:
+        return DEFAULT_CA_FILE
+    return None
+
+
+@pytest.fixture(scope="module")
+def site(host, domain, ca_file) -> Site:
+    return Site(host, domain, ca_file)
