@@ -33,6 +33,22 @@ class Sandbox:
         """Run one shell command line on the server as root; returns the CompletedProcess (text)."""
         return self.run("ssh", cmd, check=check, timeout=timeout, **kw)
 
+    def is_clean(self) -> bool:
+        """No Mastodon deployed: no /opt/mastodon, no compose project's containers."""
+        return self.ssh(
+            "test ! -e /opt/mastodon && "
+            'test -z "$(docker ps -aq --filter label=com.docker.compose.project=mastodon)"'
+        ).returncode == 0
+
+    def ensure_clean(self) -> None:
+        """Reset the server when an earlier test module left a deploy on it (ports 80/443 taken...)."""
+        if not self.is_clean():
+            self.up(*self.suite_args())
+
+    @staticmethod
+    def suite_args() -> list[str]:
+        return ["--suite", os.environ["SANDBOX_SUITE"]] if os.environ.get("SANDBOX_SUITE") else []
+
     def up(self, *args: str) -> subprocess.CompletedProcess:
         """(Re-)start the server, reset to a clean state. Fails the test with the script's output."""
         proc = self.run("up", *args)
@@ -46,6 +62,5 @@ class Sandbox:
 def sandbox() -> Sandbox:
     """The sandbox server, up and clean (once per session). Suite from SANDBOX_SUITE (default bookworm)."""
     box = Sandbox(repo=REPO, inventory=REPO / "inventories" / "sandbox.py")
-    args = ["--suite", os.environ["SANDBOX_SUITE"]] if os.environ.get("SANDBOX_SUITE") else []
-    box.up(*args)
+    box.up(*box.suite_args())
     return box

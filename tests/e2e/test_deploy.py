@@ -1,6 +1,7 @@
 """Converge -> verify -> idempotence -> setting change -> upgrade, with the real pyinfra CLI on the sandbox.
 
-Steps share module-scoped fixtures and run in file order; a step whose prerequisite failed is skipped.
+Steps share module-scoped fixtures and run in file order; a step whose prerequisite failed fails too
+(naming the prerequisite), so nothing is reported as passed or skipped without having been checked.
 Secrets never enter this process (see deploy_helpers).
 """
 
@@ -43,7 +44,7 @@ def deploy(box: Sandbox, label: str, *args: str, data: dict | None = None) -> Re
 
 def require(result: Result, what: str) -> None:
     if not result.ok:
-        pytest.skip(f"needs {what}, which failed (rc={result.rc})")
+        pytest.fail(f"needs {what}, which failed (rc={result.rc})")
 
 
 # ---------------------------------------------------------------------------------------- fixtures

@@ -31,6 +31,12 @@ def wait_for(sandbox, cmd: str, seconds: float = 60, expect: str | None = None) 
         time.sleep(0.5)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def clean_server(sandbox):
+    """These tests bind ports 80/443 themselves: start from a server without a deployed instance."""
+    sandbox.ensure_clean()
+
+
 @pytest.fixture
 def scratch(sandbox):
     """A unique name and a scratch dir on the server; containers/networks named after it are removed after."""
