@@ -142,6 +142,7 @@ def test_nginx_server_block_routes_and_headers():
     conf = render("nginx-site.conf.j2", config())
     assert "server_name social42.example.org;" in conf
     assert "ssl_reject_handshake on;" in conf  # unknown names refused
+    assert conf.count("listen [::]:443 ssl") == 2  # IPv6 too, like IPv4
     assert "listen 80" not in conf  # the image's redirector owns port 80 and the ACME challenge
     for header in ("Host $host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
                    "X-Forwarded-Proto $scheme", "X-Forwarded-Ssl on"):
