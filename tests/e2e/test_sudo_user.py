@@ -1,0 +1,71 @@
+"""The deploy as a non-root SSH user with sudo, as on Vagrant (user `vagrant`) and most cloud servers.
+
+With `_sudo`, pyinfra uploads files as the SSH user through /tmp and then copies them as root; the
+secret files must not take that path, and facts must still see the root-only files.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy_helpers import Sandbox, host_snapshot, diff_containers, diff_files, secret_hashes
+
+pytestmark = pytest.mark.e2e
+
+USER = "deployer"
+SUDO_DATA = {"ssh_user": USER, "_sudo": True}
+
+
+@pytest.fixture(scope="module")
+def box(sandbox) -> Sandbox:
+    sandbox.up(*sandbox.suite_args())
+    conn = Sandbox.from_fixture(sandbox)
+    conn.out(
+        f"useradd --create-home --shell /bin/bash {USER} && "
+        f"install -d -m 700 -o {USER} -g {USER} /home/{USER}/.ssh && "
+        f"install -m 600 -o {USER} -g {USER} /root/.ssh/authorized_keys /home/{USER}/.ssh/authorized_keys && "
+        f"echo '{USER} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{USER} && chmod 440 /etc/sudoers.d/{USER}"
+    )
+    return conn
+
+
+@pytest.fixture(scope="module")
+def runs(box):
+    first = box.deploy(data=SUDO_DATA)
+    before = host_snapshot(box)
+    second = box.deploy(data=SUDO_DATA)
+    after = host_snapshot(box)
+    return first, second, before, after
+
+
+def test_deploy_as_sudo_user_succeeds(runs):
+    first, *_ = runs
+    assert first.ok, f"deploy as {USER} with sudo failed:\n{first.safe_output(60)}"
+    assert first.leaked_lines == 0, "the deploy's output holds a secret value (lines withheld)"
+
+
+def test_second_run_as_sudo_user_changes_nothing(runs):
+    _, second, before, after = runs
+    assert second.ok, f"second run failed:\n{second.safe_output(60)}"
+    assert second.totals().get("success") == 0, f"second run changed: {second.changed_ops()}"
+    assert not diff_files(before, after) and not diff_containers(before, after)
+
+
+def test_secret_files_are_owned_by_mastodon_and_private(box, runs):
+    listing = box.out("stat -c '%n %a %U:%G' /opt/mastodon/.env.production /opt/mastodon/.env.db "
+                      "/root/mastodon-admin-password")
+    assert listing.split("\n")[:3] == [
+        "/opt/mastodon/.env.production 600 mastodon:mastodon",
+        "/opt/mastodon/.env.db 600 mastodon:mastodon",
+        "/root/mastodon-admin-password 600 root:root",
+    ], listing
+    assert all(v != "missing" for v in secret_hashes(box).values())
+
+
+def test_no_secret_copy_left_in_temporary_directories(box, runs):
+    # Secret files never travel as uploads: nothing of theirs may be left in /tmp or /var/tmp.
+    leftovers = box.out(
+        "grep -rlE '^(SECRET_KEY_BASE|OTP_SECRET|VAPID_PRIVATE_KEY|ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY)=' "
+        "/tmp /var/tmp /home/deployer 2>/dev/null; true"
+    )
+    assert leftovers.strip() == "", f"secret copies left behind: {leftovers.split()}"
