@@ -3,18 +3,14 @@
 import base64
 import hashlib
 import json
-import os
 import select
-import signal
 import socket
 import struct
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from . import image_version
-from .db import record_event_with_retry
+from .server import serve
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -141,21 +137,10 @@ def main(argv):
     if argv != ["./streaming/index.js"] and argv != ["streaming/index.js"] and argv != ["streaming"]:
         sys.stderr.write(f"[stand-in] node: only `node ./streaming/index.js` is emulated, got {argv!r}\n")
         return 1
-    env = dict(os.environ)
-    bind = env.get("BIND", "127.0.0.1")
-    port = int(env.get("PORT", "4000"))
-    server = ThreadingHTTPServer((bind, port), Handler)
-    server.daemon_threads = True
-    server.env = env
-
-    def stop(signum, frame):
-        sys.stdout.write("Stopping streaming server\n")
-        sys.stdout.flush()
-        os._exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(f"Streaming API now listening on {bind}:{port} (mastodon-streaming stand-in {image_version()})", flush=True)
-    threading.Thread(target=record_event_with_retry, args=("streaming-start", image_version()), daemon=True).start()
-    server.serve_forever()
-    return 0
+    return serve(
+        Handler,
+        4000,
+        started="Streaming API now listening on {bind}:{port} (mastodon-streaming stand-in {version})",
+        stopping="Stopping streaming server\n",
+        event="streaming-start",
+    )

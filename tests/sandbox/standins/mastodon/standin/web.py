@@ -2,15 +2,14 @@
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from . import image_version, plain_version
 from .boot import boot_rails
-from .db import connect, record_event_with_retry, table_exists
+from .server import serve
+from .db import connect, table_exists
 
 PUBLIC_DIR = "/opt/mastodon/public"
 SYSTEM_DIR = os.path.join(PUBLIC_DIR, "system")
@@ -164,23 +163,11 @@ def main(argv):
         sys.stderr.write(f"[stand-in] puma: unsupported arguments {argv!r} (expected: -C config/puma.rb)\n")
         return 1
     boot_rails()
-    env = dict(os.environ)
-    bind = env.get("BIND", "127.0.0.1")
-    port = int(env.get("PORT", "3000"))
-    server = ThreadingHTTPServer((bind, port), Handler)
-    server.daemon_threads = True
-    server.env = env
-
-    def stop(signum, frame):
-        sys.stdout.write("- Gracefully stopping, waiting for requests to finish\n=== puma shutdown ===\n")
-        sys.stdout.flush()
-        os._exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(f"Puma starting in single mode...\n* Puma version: 8.0.2 (mastodon stand-in {image_version()})\n"
-          f"* Environment: {env.get('RAILS_ENV', 'production')}\n* Listening on http://{bind}:{port}\n"
-          "Use Ctrl-C to stop", flush=True)
-    threading.Thread(target=record_event_with_retry, args=("web-start", image_version()), daemon=True).start()
-    server.serve_forever()
-    return 0
+    return serve(
+        Handler,
+        3000,
+        started="Puma starting in single mode...\n* Puma version: 8.0.2 (mastodon stand-in {version})\n"
+        "* Environment: {env[RAILS_ENV]}\n* Listening on http://{bind}:{port}\nUse Ctrl-C to stop",
+        stopping="- Gracefully stopping, waiting for requests to finish\n=== puma shutdown ===\n",
+        event="web-start",
+    )
