@@ -123,7 +123,13 @@ _ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$")
 _DISPLAY_NAME_RE = re.compile(r"^[A-Za-z0-9 ._'-]{1,64}$")
 # Docker image reference (distribution/reference grammar, restricted: no IPv6 registry literal).
-_DOCKER_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?"
+# The registry part must look like one (a dot, a port, or localhost), as Docker decides: otherwise
+# "Jonasal/nginx-certbot" would be read as registry "Jonasal", a typo that only fails at pull time.
+_DOCKER_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOCKER_DOMAIN = (
+    rf"(?:{_DOCKER_LABEL}(?:\.{_DOCKER_LABEL})+(?::[0-9]{{1,5}})?"
+    rf"|{_DOCKER_LABEL}:[0-9]{{1,5}}|localhost)"
+)
 _DOCKER_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_RE = re.compile(
     rf"^(?:{_DOCKER_DOMAIN}/)?{_DOCKER_COMPONENT}(?:/{_DOCKER_COMPONENT})*"

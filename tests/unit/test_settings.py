@@ -161,6 +161,7 @@ def test_error_message_shape():
         ({"mastodon_version": ""}, "mastodon_version", "image tag"),
         ({"mastodon_web_image": "ghcr.io/mastodon/mastodon:{version} "}, "mastodon_web_image", "image reference"),
         ({"mastodon_web_image": "Ghcr.io/Mastodon:x"}, "mastodon_web_image", "image reference"),
+        ({"mastodon_nginx_image": "Jonasal/nginx-certbot:latest"}, "mastodon_nginx_image", "image reference"),
         ({"mastodon_redis_image": "redis:7'"}, "mastodon_redis_image", "image reference"),
         ({"mastodon_nginx_image": "nginx@sha256:abc"}, "mastodon_nginx_image", "image reference"),
         ({"mastodon_nginx_image": "nginx:{tag}"}, "mastodon_nginx_image", "image reference"),
