@@ -53,9 +53,12 @@ def quote_env_value(value: str) -> str:
     return f"'{value}'"
 
 
-def line_digest(line: str) -> str:
-    """sha256 of one line without its newline: what ``facts.EnvFileDigests`` reports per line."""
-    return hashlib.sha256(line.encode()).hexdigest()
+def line_digest(line: str, key: str = "") -> str:
+    """
+    sha256 of ``key`` + one line without its newline: what ``facts.EnvFileDigests`` reports per line
+    when given the same key on its standard input.
+    """
+    return hashlib.sha256((key + line).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ def plan_env_file(
     overrides: Mapping[str, str],
     generate: Callable[[set[str]], Mapping[str, str]],
     pairs: Mapping[str, str] | None = None,
+    digest_key: str = "",
 ) -> EnvPlan:
     """
     Decide the content of an env file from its rendered template and the host's line digests.
@@ -96,6 +100,7 @@ def plan_env_file(
     + overrides: secret values set by the operator (env key -> value)
     + generate: called with the set of secret keys that need a new value; returns key -> value
     + pairs: dependent key -> the key it is derived from (VAPID public -> private): generated together
+    + digest_key: the key the host's digests were computed with
     """
     host_lines = [tuple(entry) for entry in (host_lines or [])]
     host_keys = {key for key, _ in host_lines if key}
@@ -142,7 +147,7 @@ def plan_env_file(
             out_lines.append(f"{KEEP_MARKER}{key}")
             kept.append(key)
 
-    changed_keys = _changed_keys(out_lines, host_lines)
+    changed_keys = _changed_keys(out_lines, host_lines, digest_key)
     # An override equal to the host's value is no change: only report real replacements.
     overridden = [key for key in overridden if key in changed_keys]
     changed = bool(changed_keys) or len(out_lines) != len(host_lines)
@@ -151,7 +156,7 @@ def plan_env_file(
             if line.startswith(KEEP_MARKER):
                 if host_key != line[len(KEEP_MARKER):]:
                     changed = True
-            elif host_digest != line_digest(line):
+            elif host_digest != line_digest(line, digest_key):
                 changed = True
     return EnvPlan(
         payload="\n".join(out_lines) + "\n",
@@ -164,7 +169,7 @@ def plan_env_file(
     )
 
 
-def _changed_keys(out_lines: list[str], host_lines: list[tuple]) -> list[str]:
+def _changed_keys(out_lines: list[str], host_lines: list[tuple], digest_key: str) -> list[str]:
     """Names of keys whose line differs between the planned content and the host (order-insensitive)."""
     host_by_key = {key: digest for key, digest in host_lines if key}
     planned_keys = []
@@ -182,7 +187,7 @@ def _changed_keys(out_lines: list[str], host_lines: list[tuple]) -> list[str]:
             continue
         key = match.group(1)
         planned_keys.append(key)
-        if host_by_key.get(key) != line_digest(line):
+        if host_by_key.get(key) != line_digest(line, digest_key):
             changed.append(key)
     changed.extend(key for key in host_by_key if key not in planned_keys)
     return changed

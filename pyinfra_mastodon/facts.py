@@ -158,11 +158,14 @@ class EnvFileDigests(FactBase[dict | None]):
         }
 
     One entry per line in file order; ``key`` is the part before ``=`` for ``KEY=...`` lines
-    (``None`` for comments, blank lines, anything else), the digest is sha256 of the line's bytes
-    without the newline. Needs root (or the owner) for a 0600 file: ``readable`` says if it was read.
+    (``None`` for comments, blank lines, anything else), the digest is sha256 of a key followed by
+    the line's bytes without the newline. Needs root (or the owner) for a 0600 file: ``readable``
+    says if it was read.
 
-    Note: a digest of a low-entropy secret line (a weak SMTP password) could be guessed offline from
-    ``-vvv`` output; generated secrets cannot.
+    The key is the first line of the command's standard input (``host.get_fact(..., _stdin=key)``):
+    the deploy draws a random one per run and never prints it, so the digests that ``-vvv`` shows
+    cannot be used to guess a weak operator password (an SMTP password) offline. Without stdin the
+    key is empty and the digests are plain sha256 of the lines.
 
     + path: the env file
     """
@@ -176,8 +179,9 @@ class EnvFileDigests(FactBase[dict | None]):
             'if [ -f "$f" ]; then '
             'echo "meta $(stat -L -c \'%a %U %G\' "$f") $(tail -c 1 "$f" | wc -l | tr -d \' \')"; '
             'if [ -r "$f" ]; then '
+            'IFS= read -r key || key=""; '
             'while IFS= read -r l || [ -n "$l" ]; do '
-            'h=$(printf \'%s\' "$l" | sha256sum); k=-; '
+            'h=$(printf \'%s%s\' "$key" "$l" | sha256sum); k=-; '
             'case "$l" in [A-Za-z_]*=*) k=${l%%=*}; '
             'case "$k" in *[!A-Za-z0-9_]*) k=- ;; esac ;; esac; '
             'echo "line ${h%% *} $k"; '

@@ -9,6 +9,7 @@ None of them puts a secret into a command line, an operation argument or a messa
 from __future__ import annotations
 
 import shlex
+from secrets import token_hex
 from typing import Iterable, Mapping, Sequence
 
 from pyinfra import host, state
@@ -33,6 +34,10 @@ from .facts import (
 from .secrets import generate, generate_vapid_keypair
 
 q = shlex.quote
+
+# The key of the env files' line digests for this run: drawn at random, sent to the host on stdin,
+# never printed, so digests shown by -vvv reveal nothing (see facts.EnvFileDigests).
+DIGEST_KEY = token_hex(32)
 
 # A public key can only be made together with its private key: regenerate both, or neither.
 SECRET_PAIRS = {"VAPID_PUBLIC_KEY": "VAPID_PRIVATE_KEY"}
@@ -91,11 +96,16 @@ def secret_env_file(
     The content travels on the command's standard input and never appears in a command line, a
     label, ``-vv`` output or a diff; with ``--diff`` the operation says which keys differ instead.
     """
-    digests = host.get_fact(EnvFileDigests, path=path)
+    digests = host.get_fact(EnvFileDigests, path=path, _stdin=DIGEST_KEY + "\n")
     host_lines = digests["lines"] if digests else None
     try:
         plan = plan_env_file(
-            rendered, host_lines, overrides or {}, _generate_secrets, pairs=SECRET_PAIRS
+            rendered,
+            host_lines,
+            overrides or {},
+            _generate_secrets,
+            pairs=SECRET_PAIRS,
+            digest_key=DIGEST_KEY,
         )
     except EnvFileError as error:
         raise OperationError(f"{path}: {error}") from None
@@ -194,6 +204,23 @@ def _dump_command() -> str:
 RAILS = "bundle exec rails"
 
 
+def _wait_for_interrupted_runs(timeout: int = 1800) -> str:
+    """
+    Wait (bounded) for one-off containers (``compose run``) an interrupted deploy left behind: a
+    killed deploy does not stop a ``db:migrate`` already running on the host, and a second one
+    started meanwhile would fail with ``ConcurrentMigrationError``.
+    """
+    label = f"label=com.docker.compose.project={settings.COMPOSE_PROJECT}"
+    script = (
+        f"ids=$(docker ps -q --filter {label} --filter label=com.docker.compose.oneoff=True); "
+        'if [ -n "$ids" ]; then '
+        "echo 'waiting for a one-off container left running by an interrupted deploy'; "
+        f"timeout {int(timeout)} docker wait $ids >/dev/null || {{ echo 'a one-off container "
+        f"(docker ps --filter {label}) is still running after {int(timeout)}s' >&2; exit 1; }}; fi"
+    )
+    return f"sh -c {q(script)}"
+
+
 @operation()
 def migrate_before_restart(web_image: str, backup: bool = True):
     """
@@ -209,6 +236,7 @@ def migrate_before_restart(web_image: str, backup: bool = True):
     version keeps serving: if a migration fails, the old version is still running.
     """
     if not host.get_fact(DatabaseInitialized, project_dir=settings.BASE_DIR):
+        yield _wait_for_interrupted_runs()
         yield compose(f"run --rm -T -e SKIP_POST_DEPLOYMENT_MIGRATIONS=true web {RAILS} db:prepare")
         return
 
@@ -220,6 +248,7 @@ def migrate_before_restart(web_image: str, backup: bool = True):
     if not new_image and host.get_fact(PendingMigrations, project_dir=settings.BASE_DIR) is False:
         host.noop("no pending migrations")
         return
+    yield _wait_for_interrupted_runs()
     if backup:
         yield _dump_command()
     yield compose(f"run --rm -T -e SKIP_POST_DEPLOYMENT_MIGRATIONS=true web {RAILS} db:migrate")
@@ -233,6 +262,7 @@ def migrate_after_restart():
     if host.get_fact(PendingMigrations, project_dir=settings.BASE_DIR) is False:
         host.noop("no pending migrations")
         return
+    yield _wait_for_interrupted_runs()
     yield compose(f"run --rm -T web {RAILS} db:migrate")
 
 

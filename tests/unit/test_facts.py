@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from pyinfra_mastodon.envfile import line_digest
+
 from pyinfra_mastodon import facts
 
 FIXTURES = Path(__file__).parent / "facts"
@@ -107,9 +109,10 @@ def test_inspect_template_never_prints_env():
 #
 
 
-def _sh(command: str, env: dict | None = None) -> list[str]:
+def _sh(command: str, env: dict | None = None, stdin: str = "") -> list[str]:
     result = subprocess.run(
-        ["/bin/sh", "-c", command], capture_output=True, env=env, timeout=60, check=False
+        ["/bin/sh", "-c", command], capture_output=True, env=env, timeout=60, check=False,
+        input=stdin.encode(),
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.decode().splitlines()
@@ -157,6 +160,20 @@ def test_env_file_digests_real_shell(tmp_path, trailing_newline):
     assert result["trailing_newline"] is trailing_newline
     assert result["mode"] == "600"
     assert result["readable"] is True
+
+
+def test_env_file_digests_are_keyed_by_the_first_line_of_stdin(tmp_path):
+    """The deploy sends a random key: -vvv output then cannot be used to guess a weak value offline."""
+    path = tmp_path / ".env.production"
+    path.write_text("SMTP_PASSWORD=hunter2\nLOCAL_DOMAIN=a.example.org\n")
+    fact = facts.EnvFileDigests()
+    keyed = fact.process(_sh(fact.command(str(path)), stdin="k3y\n"))
+    assert keyed["lines"] == [
+        ["SMTP_PASSWORD", line_digest("SMTP_PASSWORD=hunter2", "k3y")],
+        ["LOCAL_DOMAIN", line_digest("LOCAL_DOMAIN=a.example.org", "k3y")],
+    ]
+    plain = hashlib.sha256(b"SMTP_PASSWORD=hunter2").hexdigest()
+    assert keyed["lines"][0][1] != plain
 
 
 def test_env_file_digests_output_has_no_values(tmp_path):
