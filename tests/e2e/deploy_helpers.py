@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = "deploys/mastodon.py"
 BASE_DIR = "/opt/mastodon"
@@ -143,17 +145,13 @@ def run_pyinfra(repo, inventory, *args: str, data: dict | None = None, timeout: 
 # --------------------------------------------------------------------------------------- sandbox
 
 
-def _first_attr(obj, names, default=None):
-    for name in names:
-        value = getattr(obj, name, None)
-        if value:
-            return value
-    return default
-
-
 @dataclass
 class Sandbox:
-    """Our own connection to the sandbox server (from the `sandbox` fixture or the contract defaults)."""
+    """The sandbox server (scripts/sandbox): the session fixture `sandbox` is one of these.
+
+    Connection from the same variables the script and inventories/sandbox.py read: SANDBOX_PORT
+    (2222), SANDBOX_CACHE (.sandbox/, which holds the key), SANDBOX_SUITE (bookworm), SANDBOX_NAME.
+    """
 
     repo: Path
     inventory: str
@@ -162,15 +160,52 @@ class Sandbox:
     cache: Path
 
     @classmethod
-    def from_fixture(cls, sandbox=None) -> "Sandbox":
-        repo = Path(_first_attr(sandbox, ("repo",), REPO)).resolve()
+    def from_env(cls, repo: Path = REPO) -> "Sandbox":
+        repo = Path(repo).resolve()
         cache = Path(os.environ.get("SANDBOX_CACHE") or repo / ".sandbox")
         if not cache.is_absolute():
             cache = (repo / cache).resolve()
-        key = Path(_first_attr(sandbox, ("key", "ssh_key", "identity_file", "key_path"), cache / "ssh" / "id_ed25519"))
-        port = int(_first_attr(sandbox, ("port", "ssh_port"), os.environ.get("SANDBOX_PORT") or 2222))
-        inventory = str(_first_attr(sandbox, ("inventory",), "inventories/sandbox.py"))
-        return cls(repo=repo, inventory=inventory, key=key, port=port, cache=cache)
+        return cls(
+            repo=repo,
+            inventory=str(repo / "inventories" / "sandbox.py"),
+            key=cache / "ssh" / "id_ed25519",
+            port=int(os.environ.get("SANDBOX_PORT") or 2222),
+            cache=cache,
+        )
+
+    @classmethod
+    def from_fixture(cls, sandbox: "Sandbox") -> "Sandbox":
+        """The session's sandbox (kept for the modules that take it this way)."""
+        return sandbox
+
+    # -- the script
+    def run(self, *args: str, check: bool = False, timeout: float = 900) -> subprocess.CompletedProcess:
+        """``scripts/sandbox ARGS...`` (captured, text)."""
+        return subprocess.run(
+            [str(self.repo / "scripts" / "sandbox"), *args], cwd=self.repo, capture_output=True,
+            text=True, check=check, timeout=timeout,
+        )
+
+    @staticmethod
+    def suite_args() -> list[str]:
+        return ["--suite", os.environ["SANDBOX_SUITE"]] if os.environ.get("SANDBOX_SUITE") else []
+
+    def up(self, *args: str) -> subprocess.CompletedProcess:
+        """(Re-)start the server, reset to a clean state; fails the test with the script's output."""
+        proc = self.run("up", *args, timeout=3600)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stdout + proc.stderr)
+            pytest.fail(f"scripts/sandbox up {' '.join(args)} failed (exit {proc.returncode}):\n{tail(proc.stderr, 60)}")
+        return proc
+
+    def reset(self) -> None:
+        """A clean server: `scripts/sandbox up` always recreates it (same suite)."""
+        self.up(*self.suite_args())
+
+    def ensure_clean(self) -> None:
+        """Reset the server when an earlier test module left a deploy on it (ports 80/443 taken...)."""
+        if not self.is_pristine():
+            self.reset()
 
     # -- ssh
     def ssh_argv(self) -> list[str]:
@@ -193,16 +228,6 @@ class Sandbox:
 
     def out(self, command: str, **kw) -> str:
         return self.ssh(command, check=True, **kw).stdout
-
-    # -- lifecycle
-    def reset(self) -> None:
-        """A clean server: `scripts/sandbox up` always recreates it (same suite as before)."""
-        argv = [str(self.repo / "scripts" / "sandbox"), "up"]
-        suite_file = self.cache / "suite"
-        if suite_file.is_file() and suite_file.read_text().strip():
-            argv += ["--suite", suite_file.read_text().strip()]
-        proc = subprocess.run(argv, cwd=str(self.repo), capture_output=True, text=True, timeout=3600)
-        assert proc.returncode == 0, f"{' '.join(argv)} failed:\n{tail(proc.stderr)}"
 
     def is_pristine(self) -> bool:
         proc = self.ssh(

@@ -30,8 +30,8 @@ def started(box: Sandbox) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def box(sandbox) -> Sandbox:
-    sandbox.up(*sandbox.suite_args())
-    conn = Sandbox.from_fixture(sandbox)
+    sandbox.reset()
+    conn = sandbox
     result = conn.deploy()
     assert result.ok, f"deploy failed:\n{result.safe_output(60)}"
     return conn

@@ -5,7 +5,6 @@ CAP_SYS_RESOURCE (ulimits above 20000 nofile fail), /etc/hosts and /etc/resolv.c
 postgres/redis/nginx-certbot/mastodon are local stand-ins tagged with the upstream image names.
 """
 
-import shlex
 import time
 import uuid
 
@@ -51,10 +50,10 @@ def scratch(sandbox):
 
 
 def test_ssh_runs_one_command_line_with_its_exit_status(sandbox):
-    proc = sandbox.ssh("echo 'a b' | tr a-z A-Z && id -u")
+    proc = sandbox.run("ssh", "echo 'a b' | tr a-z A-Z && id -u")
     assert proc.returncode == 0
     assert proc.stdout.split("\n")[:2] == ["A B", "0"]
-    assert sandbox.ssh("exit 7").returncode == 7
+    assert sandbox.run("ssh", "exit 7").returncode == 7
 
 
 def test_systemd_is_running(sandbox):
@@ -158,7 +157,7 @@ def test_nginx_certbot_standin_issues_local_ca_certificates(sandbox, scratch):
     ok(sandbox, f"mkdir -p {d}/user_conf.d {d}/letsencrypt {d}/local_ca && "
                 f"cat > {d}/user_conf.d/{domain}.conf <<'EOF'\n{conf}EOF")
     # CERTBOT_EMAIL is required, as in the real image
-    proc = sandbox.ssh(f"docker run --rm --network host jonasal/nginx-certbot:latest")
+    proc = sandbox.ssh("docker run --rm --network host jonasal/nginx-certbot:latest")
     assert proc.returncode != 0 and "CERTBOT_EMAIL" in proc.stderr + proc.stdout
 
     ok(sandbox, f"docker run -d --name {name}-nginx --network host -e CERTBOT_EMAIL=admin@sandbox.test "
@@ -221,7 +220,7 @@ def test_second_up_resets_the_server(sandbox):
                 "docker run -d --restart always --name sbt-reset-ctr redis:7-alpine")
     ids = "docker image inspect -f '{{.Id}}' postgres:14-alpine redis:7-alpine jonasal/nginx-certbot:latest"
     images_before = ok(sandbox, ids)
-    sandbox.up()
+    sandbox.reset()
     for path in ("/opt/mastodon", "/data/nginx", "/etc/letsencrypt", "/var/backups/mastodon",
                  "/root/mastodon-admin-password"):
         assert sandbox.ssh(f"test -e {path}").returncode == 1, f"{path} survived the reset"

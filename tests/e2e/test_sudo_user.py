@@ -18,8 +18,8 @@ SUDO_DATA = {"ssh_user": USER, "_sudo": True}
 
 @pytest.fixture(scope="module")
 def box(sandbox) -> Sandbox:
-    sandbox.up(*sandbox.suite_args())
-    conn = Sandbox.from_fixture(sandbox)
+    sandbox.reset()
+    conn = sandbox
     conn.out(
         f"useradd --create-home --shell /bin/bash {USER} && "
         f"install -d -m 700 -o {USER} -g {USER} /home/{USER}/.ssh && "

@@ -1,0 +1,223 @@
+"""Secret files: never readable by others, not even for a moment; generated once, kept forever (SPEC §3, §5).
+
+An inotify watcher on the host (security_helpers.Watcher) runs through the whole module: it sees every
+create/modify/attrib/rename of a secret-bearing file (env files, the owner password, dumps, temp copies,
+anything under /tmp, /var/tmp, /root) and logs each state readable by group or other. A negative
+control proves it catches a file that is 0644 for about a millisecond.
+
+Secret identity is compared by sha256 of each line, computed ON the host.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+import time
+
+import pytest
+
+from deploy_helpers import ADMIN_PASSWORD_FILE, ENV_PRODUCTION, SECRET_KEYS, Sandbox, secret_hashes
+from security_helpers import (
+    ENV_DB,
+    Run,
+    SecretBag,
+    Watcher,
+    env_line_hashes,
+    file_digest,
+    read_host_secrets,
+    run,
+    safe_tail,
+)
+
+pytestmark = pytest.mark.e2e
+
+RERUNS = 10
+SMTP = {"mastodon_smtp_server": "smtp.sandbox.test", "mastodon_smtp_password": f"pw-{pysecrets.token_hex(12)}"}
+OVERRIDE = pysecrets.token_hex(64)  # a valid SECRET_KEY_BASE (128 lowercase hex)
+CONTROL = f"{ENV_PRODUCTION}.leaktest"
+
+RUNS: list[Run] = []
+BAG = SecretBag()
+BAG.add("operator SMTP password", SMTP["mastodon_smtp_password"])
+BAG.add("SECRET_KEY_BASE override", OVERRIDE)
+
+
+def deploy(box: Sandbox, label: str, *args: str, data: dict | None = None) -> Run:
+    result = run(box, *args, label=label, data=data)
+    RUNS.append(result)
+    read_host_secrets(box, BAG)
+    return result
+
+
+def ok(result: Run) -> None:
+    assert result.rc == 0, safe_tail(result, BAG)
+
+
+@pytest.fixture(scope="module")
+def box(sandbox) -> Sandbox:
+    conn = Sandbox.from_fixture(sandbox)
+    conn.reset()
+    return conn
+
+
+@pytest.fixture(scope="module")
+def watcher(box):
+    w = Watcher(box, "files")
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="module")
+def created(box, watcher):
+    """A fresh host deployed at v4.6.4: the secret files are created under the watcher."""
+    r = deploy(box, "create (v4.6.4)", data={"mastodon_version": "v4.6.4"})
+    ok(r)
+    return {"run": r, "hashes": secret_hashes(box)}
+
+
+@pytest.fixture(scope="module")
+def control(box, watcher, created):
+    """Negative control: a secret-named file that is 0644 only until the next command (chmod)."""
+    box.out(f"echo x > {CONTROL}; chmod 600 {CONTROL}; rm -f {CONTROL}")
+    time.sleep(0.5)
+    return [v for v in watcher.violations() if ".leaktest" in v]
+
+
+@pytest.fixture(scope="module")
+def upgraded(box, created, control):
+    r = deploy(box, "upgrade to v4.6.5")
+    ok(r)
+    return {"run": r, "hashes": secret_hashes(box)}
+
+
+@pytest.fixture(scope="module")
+def setting_changed(box, upgraded):
+    r = deploy(box, "setting change (smtp)", data=SMTP)
+    ok(r)
+    return {"run": r, "hashes": secret_hashes(box), "file": file_digest(box, ENV_PRODUCTION)}
+
+
+@pytest.fixture(scope="module")
+def reruns(box, setting_changed):
+    out = []
+    t0 = time.monotonic()
+    for i in range(RERUNS):
+        r = deploy(box, f"re-run {i + 1}", "--json", data=SMTP)
+        ok(r)
+        out.append((r, secret_hashes(box), file_digest(box, ENV_PRODUCTION), file_digest(box, ENV_DB)))
+    return {"runs": out, "seconds": time.monotonic() - t0}
+
+
+def _delete_and_rerun(box, key: str) -> dict:
+    before = env_line_hashes(box)
+    box.out(f"sed -i '/^{key}=/d' {ENV_PRODUCTION}")
+    missing = env_line_hashes(box)
+    assert key not in [k for k, _ in missing], f"could not delete {key} by hand"
+    r = deploy(box, f"re-add {key}", data=SMTP)
+    ok(r)
+    return {"run": r, "before": before, "after": env_line_hashes(box), "key": key}
+
+
+@pytest.fixture(scope="module")
+def deleted(box, reruns):
+    return {k: _delete_and_rerun(box, k) for k in ("SECRET_KEY_BASE", "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY", "VAPID_PUBLIC_KEY")}
+
+
+@pytest.fixture(scope="module")
+def overridden(box, deleted):
+    before = secret_hashes(box)
+    r1 = deploy(box, "override SECRET_KEY_BASE", data={**SMTP, "mastodon_secret_key_base": OVERRIDE})
+    ok(r1)
+    after = secret_hashes(box)
+    r2 = deploy(box, "after the override, without it", data=SMTP)
+    ok(r2)
+    return {"runs": (r1, r2), "before": before, "after": after, "kept": secret_hashes(box)}
+
+
+# ----------------------------------------------------------------------------------------- tests
+
+
+def test_watcher_catches_a_millisecond_leak(control):
+    assert control, "the watcher did not see a secret-named file that was 0644 until chmod 600: it could never fail"
+
+
+def test_secret_files_created_0600_and_never_readable_by_others(box, watcher, created, control, upgraded):
+    bad = [v for v in watcher.violations() if ".leaktest" not in v]
+    assert not bad, "secret-bearing files readable by group/other at some moment:\n" + "\n".join(bad[:30])
+    modes = box.out(f"stat -c '%n %a %U:%G' {ENV_PRODUCTION} {ENV_DB} {ADMIN_PASSWORD_FILE}").split("\n")
+    assert [m.split()[1:] for m in modes if m] == [["600", "mastodon:mastodon"]] * 2 + [["600", "root:root"]], modes
+
+
+def test_watcher_saw_the_secret_files_being_written(watcher, created):
+    events = watcher.events()
+    for path in (ENV_PRODUCTION, ENV_DB, ADMIN_PASSWORD_FILE):
+        assert any(path in e for e in events), f"the watcher saw no event on {path}: it watches the wrong place"
+
+
+def test_upgrade_keeps_every_secret(created, upgraded):
+    assert "missing" not in created["hashes"].values(), f"secrets missing after create: {created['hashes']}"
+    changed = [k for k in created["hashes"] if created["hashes"][k] != upgraded["hashes"][k]]
+    assert not changed, f"the v4.6.4 -> v4.6.5 upgrade changed {changed}"
+
+
+def test_setting_change_keeps_every_secret(upgraded, setting_changed):
+    changed = [k for k in upgraded["hashes"] if upgraded["hashes"][k] != setting_changed["hashes"][k]]
+    assert not changed, f"the setting change changed {changed}"
+
+
+def test_ten_reruns_leave_the_env_files_byte_identical(setting_changed, reruns):
+    print(f"\n{RERUNS} re-runs took {reruns['seconds']:.1f} s")
+    first_db = reruns["runs"][0][3]
+    for r, hashes, env_digest, db_digest in reruns["runs"]:
+        assert hashes == setting_changed["hashes"], f"[{r.label}] secrets changed: " + str(
+            [k for k in hashes if hashes[k] != setting_changed["hashes"].get(k)]
+        )
+        assert env_digest == setting_changed["file"], f"[{r.label}] .env.production is not byte-identical"
+        assert db_digest == first_db, f"[{r.label}] .env.db is not byte-identical"
+
+
+def test_reruns_report_zero_changes(reruns):
+    changed = [f"[{r.label}] {op}" for r, *_ in reruns["runs"] for op in r.changed_ops()]
+    assert all(r.json for r, *_ in reruns["runs"]), "a re-run printed no JSON document"
+    assert not changed, f"converged re-runs changed something: {changed}"
+
+
+@pytest.mark.parametrize("key", ["SECRET_KEY_BASE", "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY", "VAPID_PUBLIC_KEY"])
+def test_deleted_key_is_added_back_alone(deleted, key):
+    d = deleted[key]
+    before, after, r = d["before"], d["after"], d["run"]
+    assert [k for k, _ in after] == [k for k, _ in before], (
+        f"[{r.label}] the keys/lines of .env.production changed order or count:\n"
+        f"before {[k for k, _ in before]}\nafter  {[k for k, _ in after]}"
+    )
+    others = [k or f"line {i + 1}" for i, ((k, a), (_, b)) in enumerate(zip(before, after)) if k != key and a != b]
+    assert not others, f"[{r.label}] re-adding {key} changed other lines: {others}"
+    if key == "VAPID_PUBLIC_KEY":
+        assert dict(after)[key] == dict(before)[key], "the rebuilt VAPID_PUBLIC_KEY differs from the original"
+        assert "VAPID_PUBLIC_KEY rebuilt from its private key on the host" in r.stderr, safe_tail(r, BAG)
+    else:
+        assert f"new secrets generated for {key} (not shown)" in r.stderr, safe_tail(r, BAG)
+
+
+def test_override_from_host_data_replaces_and_is_kept(overridden):
+    import hashlib
+
+    r1, r2 = overridden["runs"]
+    want = hashlib.sha256(f"SECRET_KEY_BASE={OVERRIDE}".encode()).hexdigest()
+    assert overridden["after"]["SECRET_KEY_BASE"] == want, "the SECRET_KEY_BASE on the host is not the one from host data"
+    assert "SECRET_KEY_BASE replaced by the value from host data (not shown)" in r1.stderr, safe_tail(r1, BAG)
+    others = [k for k in SECRET_KEYS if k != "SECRET_KEY_BASE" and overridden["before"][k] != overridden["after"][k]]
+    assert not others, f"the override also changed {others}"
+    assert overridden["kept"] == overridden["after"], "dropping the override from host data changed the secrets"
+    assert "replaced by the value from host data" not in r2.stderr, safe_tail(r2, BAG)
+
+
+def test_watcher_saw_no_leak_during_updates(watcher, overridden):
+    assert watcher.alive(), "the watcher died during the module: the no-leak result would mean nothing"
+    bad = [v for v in watcher.violations() if ".leaktest" not in v]
+    assert not bad, "secret-bearing files readable by group/other at some moment:\n" + "\n".join(bad[:30])
+
+
+def test_no_secret_in_the_output_of_this_module(overridden):
+    leaks = [f"[{r.label}] {leak}" for r in RUNS for leak in BAG.leaks(r)]
+    assert not leaks, f"secret values in the output: {leaks}"
