@@ -175,11 +175,13 @@ class EnvFileDigests(FactBase[dict | None]):
         # without newline. printf '%s' writes the line as is (no %-expansion of its contents).
         # Keys are printed only when they are plain identifiers; everything else prints "-".
         return (
+            # The key is read first, whatever follows: the command must not exit before its stdin
+            # is written, or the SSH channel closes under the writer.
+            'IFS= read -r key || key=""; '
             f"f={shlex.quote(path)}; "
             'if [ -f "$f" ]; then '
             'echo "meta $(stat -L -c \'%a %U %G\' "$f") $(tail -c 1 "$f" | wc -l | tr -d \' \')"; '
             'if [ -r "$f" ]; then '
-            'IFS= read -r key || key=""; '
             'while IFS= read -r l || [ -n "$l" ]; do '
             'h=$(printf \'%s%s\' "$key" "$l" | sha256sum); k=-; '
             'case "$l" in [A-Za-z_]*=*) k=${l%%=*}; '
