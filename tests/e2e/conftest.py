@@ -16,3 +16,10 @@ def sandbox() -> Sandbox:
     box = Sandbox.from_env()
     box.reset()
     return box
+
+
+@pytest.fixture(scope="module")
+def box(sandbox) -> Sandbox:
+    """The sandbox, reset to a fresh server for this module (a module may override this fixture)."""
+    sandbox.reset()
+    return sandbox

@@ -173,11 +173,6 @@ class Sandbox:
             cache=cache,
         )
 
-    @classmethod
-    def from_fixture(cls, sandbox: "Sandbox") -> "Sandbox":
-        """The session's sandbox (kept for the modules that take it this way)."""
-        return sandbox
-
     # -- the script
     def run(self, *args: str, check: bool = False, timeout: float = 900) -> subprocess.CompletedProcess:
         """``scripts/sandbox ARGS...`` (captured, text)."""

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from deploy_helpers import Sandbox
 from security_helpers import (
     SANDBOX_SETTINGS,
     SecretBag,
@@ -104,13 +103,6 @@ INVENTORY_CASES = [
 ERROR_LINE = re.compile(r"^.*pyinfra error.*$", re.M)
 BAG = SecretBag()
 TIMINGS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module")
-def box(sandbox) -> Sandbox:
-    conn = Sandbox.from_fixture(sandbox)
-    conn.reset()
-    return conn
 
 
 def _clean_canaries(box):

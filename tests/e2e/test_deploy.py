@@ -52,10 +52,8 @@ def require(result: Result, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def box(sandbox) -> Sandbox:
-    conn = Sandbox.from_fixture(sandbox)
-    if not conn.is_pristine():  # something ran on the session's sandbox before us
-        conn.reset()
-    return conn
+    sandbox.ensure_clean()  # something may have run on the session's sandbox before us
+    return sandbox
 
 
 @pytest.fixture(scope="module")

@@ -75,13 +75,6 @@ def leftovers(box) -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def box(sandbox) -> Sandbox:
-    conn = Sandbox.from_fixture(sandbox)
-    conn.reset()
-    return conn
-
-
 # ------------------------------------------------------------------------ (a) PostgreSQL unready
 
 

@@ -53,13 +53,6 @@ def ok(result: Run) -> None:
 
 
 @pytest.fixture(scope="module")
-def box(sandbox) -> Sandbox:
-    conn = Sandbox.from_fixture(sandbox)
-    conn.reset()
-    return conn
-
-
-@pytest.fixture(scope="module")
 def watcher(box):
     w = Watcher(box, "files")
     w.start()

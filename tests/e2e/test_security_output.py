@@ -48,13 +48,6 @@ def leaks_of(runs) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def box(sandbox) -> Sandbox:
-    conn = Sandbox.from_fixture(sandbox)
-    conn.reset()
-    return conn
-
-
 # ------------------------------------------------------------------------------------ situations
 
 
