@@ -34,14 +34,16 @@ def mastodon() -> None:
     """
     cfg = validated_config()
     system.check_prerequisites()
+    existing = system.check_existing_instance(cfg)
 
     system.apply()  # 1. user and directories
     files = configuration.apply(cfg)  # 2. env files with secrets, compose file, nginx conf
+    stale = configuration.remove_stale_server_blocks(cfg, existing["nginx_confs"])
     services.start_data_services(cfg)  # 3-4. db and redis up, PostgreSQL ready
     database.migrate_before(cfg)  # 5. new database, or pre-deployment migrations
     services.start_all(cfg)  # 6. (re)start what changed, on the new version
     post = database.migrate_after()  # 7. post-deployment migrations
     seeded = database.seed()  # 8. seed and owner account
     database.owner(cfg)
-    services.restart_after([post, seeded])  # 9. restart only if 7 or 8 changed something
-    services.reload_proxy([files["nginx"]])
+    services.restart_after(cfg, [post, seeded])  # 9. restart only if 7 or 8 changed something
+    services.reload_proxy([files["nginx"], *stale])

@@ -84,6 +84,10 @@ class EnvPlan:
     derived: tuple[str, ...] = ()
 
 
+def _empty_line_digests(key: str, digest_key: str) -> set[str]:
+    return {line_digest(f"{key}={empty}", digest_key) for empty in ("", '""', "''")}
+
+
 def plan_env_file(
     rendered: str,
     host_lines: Sequence[Sequence] | None,
@@ -103,7 +107,10 @@ def plan_env_file(
     + digest_key: the key the host's digests were computed with
     """
     host_lines = [tuple(entry) for entry in (host_lines or [])]
-    host_keys = {key for key, _ in host_lines if key}
+    # A key whose only lines are empty (`KEY=`, `KEY=""`, `KEY=''`) has no value to keep.
+    host_keys = {
+        key for key, digest in host_lines if key and digest not in _empty_line_digests(key, digest_key)
+    }
 
     lines = rendered.splitlines()
     secret_keys = [

@@ -22,7 +22,16 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from .settings import BASE_DIR, COMPOSE_PROJECT, DB_NAME, DB_USER, MASTODON_GID, MASTODON_UID
+from .settings import (
+    BASE_DIR,
+    COMPOSE_PROJECT,
+    DB_NAME,
+    DB_USER,
+    MANAGED_HEADER,
+    MASTODON_GID,
+    MASTODON_UID,
+    NGINX_CONF_DIR,
+)
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -115,6 +124,51 @@ class ComposeCommand(FactBase[dict | None]):
         if command is None:
             return None
         return {"command": command, "version": version.strip().lstrip("v")}
+
+
+class ExistingInstance(FactBase[dict]):
+    """
+    What an earlier install left on the host, for the checks made before any change::
+
+        {
+            "local_domain": "social1.example.org" or None,  # LOCAL_DOMAIN in .env.production
+            "nginx_confs": ["/data/nginx/user_conf.d/x.conf", ...],  # server blocks this deploy wrote
+            "upstream_pgdata": False,  # PostgreSQL data directly in postgres14/ (upstream's layout)
+        }
+
+    Only the ``LOCAL_DOMAIN`` line of ``.env.production`` is read (sed prints nothing else), so no
+    secret comes back.
+
+    + project_dir: the Mastodon directory (``/opt/mastodon``)
+    + nginx_conf_dir: the nginx-certbot image's ``user_conf.d`` directory on the host
+    """
+
+    @staticmethod
+    def default() -> dict:
+        return {"local_domain": None, "nginx_confs": [], "upstream_pgdata": False}
+
+    def command(self, project_dir: str = BASE_DIR, nginx_conf_dir: str = NGINX_CONF_DIR) -> str:
+        env = shlex.quote(f"{project_dir.rstrip('/')}/.env.production")
+        pg_version = shlex.quote(f"{project_dir.rstrip('/')}/postgres14/PG_VERSION")
+        confs = f"{shlex.quote(nginx_conf_dir.rstrip('/'))}/*.conf"
+        return (
+            f"if [ -f {env} ]; then sed -n 's/^LOCAL_DOMAIN=/local_domain=/p' {env} 2>/dev/null | head -n 1; fi; "
+            f'for c in {confs}; do if [ -f "$c" ] && head -n 1 "$c" 2>/dev/null | grep -qF {shlex.quote(MANAGED_HEADER)}; '
+            'then echo "nginx_conf=$c"; fi; done; '
+            f"if [ -f {pg_version} ]; then echo upstream_pgdata=yes; fi; true"
+        )
+
+    def process(self, output: list[str]) -> dict:
+        out = self.default()
+        for line in output:
+            key, _, value = line.strip().partition("=")
+            if key == "local_domain" and out["local_domain"] is None:
+                out["local_domain"] = value.strip("'\"")
+            elif key == "nginx_conf" and value:
+                out["nginx_confs"].append(value)
+            elif key == "upstream_pgdata":
+                out["upstream_pgdata"] = value == "yes"
+        return out
 
 
 class UidGidOwners(FactBase[dict]):

@@ -97,6 +97,12 @@ def secret_env_file(
     label, ``-vv`` output or a diff; with ``--diff`` the operation says which keys differ instead.
     """
     digests = host.get_fact(EnvFileDigests, path=path, _stdin=DIGEST_KEY + "\n")
+    if digests and not digests["readable"]:
+        # Reading it as empty would generate new secrets over the ones it holds.
+        raise OperationError(
+            f"{path} exists but could not be read; the deploy stops rather than replace its secrets "
+            "(run it as root or with _sudo)"
+        )
     host_lines = digests["lines"] if digests else None
     try:
         plan = plan_env_file(
@@ -307,17 +313,22 @@ def owner_account(username: str, email: str, password_file: str = settings.ADMIN
 
 
 @operation()
-def restart_services(services: Sequence[str], after: Sequence[OperationMeta]):
+def restart_services(services: Sequence[str], after: Sequence[OperationMeta], wait_timeout: int = 300):
     """
-    Restart services when, and only when, an earlier operation changed something they load at boot.
+    Restart services when, and only when, an earlier operation changed something they load at boot,
+    then wait until they are running and healthy again.
 
     + services: compose services to restart
     + after: operations whose change calls for the restart
+    + wait_timeout: seconds to wait for them to be healthy after the restart
     """
     if not _changed(after):
         host.noop(f"no restart needed for {', '.join(services)}")
         return
-    yield compose("restart", " ".join(q(s) for s in services))
+    names = " ".join(q(s) for s in services)
+    yield compose("restart", names)
+    # `restart` does not wait; an `up` of unchanged services recreates nothing and waits for health.
+    yield compose("up --detach --wait", f"--wait-timeout {int(wait_timeout)}", names)
 
 
 @operation()

@@ -39,6 +39,8 @@ PGDATA_CONTAINER = "/var/lib/postgresql/data/pgdata"
 REDIS_DIR = f"{BASE_DIR}/redis"
 PUBLIC_SYSTEM_DIR = f"{BASE_DIR}/public/system"
 NGINX_CONF_DIR = "/data/nginx/user_conf.d"
+# First line of every file the deploy writes: how it tells its own nginx server blocks from others.
+MANAGED_HEADER = "# Managed by pyinfra-mastodon"
 LETSENCRYPT_DIR = "/etc/letsencrypt"
 LOCAL_CA_DIR = "/data/nginx/local_ca"
 LOCAL_CA_CONTAINER_DIR = "/etc/local_ca"

@@ -51,7 +51,7 @@ def migrate() -> None:
     database.migrate_before(cfg)
     services.start_all(cfg)
     post = database.migrate_after()
-    services.restart_after([post])
+    services.restart_after(cfg, [post])
 
 
 @deploy("Create the Mastodon owner account", data_defaults=DEFAULTS)

@@ -56,3 +56,19 @@ def apply(cfg) -> dict[str, OperationMeta]:
         mode="644",
     )
     return ops
+
+
+def remove_stale_server_blocks(cfg, managed_confs: list[str]) -> list[OperationMeta]:
+    """
+    Remove the server blocks this deploy wrote for a former domain (an instance started over on a
+    new one): two blocks would both claim ``default_server`` and the same upstream, and nginx would
+    refuse the configuration.
+
+    + managed_confs: the ``.conf`` files in ``user_conf.d`` that carry this deploy's header
+    """
+    current = f"{settings.NGINX_CONF_DIR}/{cfg.domain}.conf"
+    return [
+        files.file(name=f"Remove {path} (server block of a former domain)", path=path, present=False)
+        for path in managed_confs
+        if path != current
+    ]

@@ -31,11 +31,13 @@ def start_all(cfg) -> OperationMeta:
     )
 
 
-def restart_after(after: Sequence[OperationMeta]) -> None:
+def restart_after(cfg, after: Sequence[OperationMeta]) -> None:
+    """Restart the application when post-deployment migrations or the seed changed the database."""
     restart_services(
         name="Restart web, streaming and sidekiq after migrations or seeding",
         services=APP_SERVICES,
         after=after,
+        wait_timeout=cfg.healthy_timeout,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from host_helpers import (
+    BASE_DIR,
     COMPOSE_PROJECT,
     EXTERNAL_NETWORK,
     HEALTHCHECKED,
@@ -36,6 +37,17 @@ def test_docker_running(host):
 
 def test_compose_v2_available(host):
     assert host.run("docker compose version").rc == 0, "`docker compose` (v2) is not available"
+
+
+def test_compose_accepts_the_deployed_files(host):
+    # `config --quiet` validates without printing: the resolved configuration holds the env files' secrets.
+    result = host.run(
+        f"docker compose --project-directory {BASE_DIR} -f {BASE_DIR}/docker-compose.yml config --quiet"
+    )
+    assert result.rc == 0, (
+        f"`docker compose config` rejects {BASE_DIR}/docker-compose.yml or its env files "
+        "(the same command on the host says why; keep --quiet, without it compose prints the secrets)"
+    )
 
 
 def test_only_expected_containers_in_project(host):

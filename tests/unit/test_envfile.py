@@ -89,6 +89,24 @@ def test_missing_public_key_alone_is_rebuilt_on_the_host_from_the_kept_private_k
     assert "VAPID_PRIVATE_KEY" in plan.kept and "hostvalue" not in plan.payload
 
 
+@pytest.mark.parametrize("empty", ["", '""', "''"])
+def test_an_empty_secret_on_the_host_counts_as_missing(empty):
+    # `SECRET_KEY_BASE=` has no value to keep: keeping it would leave the instance without a key forever.
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue").replace("SECRET_KEY_BASE=hostvalue", f"SECRET_KEY_BASE={empty}")
+    plan = plan_env_file(RENDERED, digests_of(on_host), {}, fake_generate, pairs=PAIRS)
+    assert plan.changed and plan.generated == ("SECRET_KEY_BASE",)
+    assert "SECRET_KEY_BASE=new-secret_key_base" in plan.payload.splitlines()
+    assert set(plan.kept) == {"VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY"}
+
+
+def test_an_empty_private_key_regenerates_the_pair_with_keyed_digests():
+    on_host = RENDERED.replace("@@SECRET@@", "hostvalue").replace("VAPID_PRIVATE_KEY=hostvalue", "VAPID_PRIVATE_KEY=")
+    keyed = [[key, line_digest(line, "k3y")] for (key, _), line in zip(digests_of(on_host), on_host.splitlines())]
+    plan = plan_env_file(RENDERED, keyed, {}, fake_generate, pairs=PAIRS, digest_key="k3y")
+    assert set(plan.generated) == {"VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY"}
+    assert plan.kept == ("SECRET_KEY_BASE",)
+
+
 def test_override_replaces_host_value_and_is_reported_by_name():
     on_host = RENDERED.replace("@@SECRET@@", "hostvalue")
     plan = plan_env_file(

@@ -27,6 +27,7 @@ FACT_CLASSES = {
         "DockerEngine",
         "ComposeCommand",
         "UidGidOwners",
+        "ExistingInstance",
         "EnvFileDigests",
         "ComposeServices",
         "ComposeUpPlan",
@@ -294,3 +295,28 @@ def test_no_docker_means_defaults(tmp_path):
         fact = FACT_CLASSES[name]()
         output = _sh(str(fact.command()), env=env)
         assert (fact.process(output) if output else fact.default()) == fact.default() or output == ["no"]
+
+
+def test_existing_instance_real_shell(tmp_path):
+    """Only LOCAL_DOMAIN comes back from .env.production; only the deploy's own server blocks are listed."""
+    project, confs = tmp_path / "mastodon", tmp_path / "user_conf.d"
+    (project / "postgres14").mkdir(parents=True)
+    confs.mkdir()
+    secret = "f00dfeed" * 16
+    (project / ".env.production").write_text(f"LOCAL_DOMAIN=social1.example.org\nSECRET_KEY_BASE={secret}\n")
+    (confs / "social0.example.org.conf").write_text("# Managed by pyinfra-mastodon: local changes ...\nserver {}\n")
+    (confs / "own.conf").write_text("# mine\n# Managed by pyinfra-mastodon (quoted, not a header)\n")
+    fact = facts.ExistingInstance()
+    command = fact.command(project_dir=str(project), nginx_conf_dir=str(confs))
+    output = _sh(command)
+    assert secret not in "\n".join(output)
+    assert fact.process(output) == {
+        "local_domain": "social1.example.org",
+        "nginx_confs": [str(confs / "social0.example.org.conf")],
+        "upstream_pgdata": False,
+    }
+    (project / "postgres14" / "PG_VERSION").write_text("14\n")
+    assert fact.process(_sh(command))["upstream_pgdata"] is True
+    empty = tmp_path / "nothing"
+    assert _sh(fact.command(project_dir=str(empty), nginx_conf_dir=str(empty))) == []
+

@@ -83,6 +83,20 @@ def test_env_production_names_every_secret_as_a_placeholder_only():
     assert "SKIP_POST_DEPLOYMENT_MIGRATIONS" not in text
 
 
+def test_env_production_extra_env_turns_s3_on_without_a_second_line():
+    lines = render("env.production.j2", config(mastodon_extra_env={"S3_ENABLED": True})).splitlines()
+    assert [line for line in lines if line.startswith("S3_ENABLED=")] == ["S3_ENABLED=true"]
+    assert [line for line in lines if line.startswith("ES_ENABLED=")] == ["ES_ENABLED=false"]
+
+
+@pytest.mark.parametrize(
+    "template", ["env.production.j2", "env.db.j2", "docker-compose.yml.j2", "nginx-site.conf.j2"]
+)
+def test_every_file_starts_with_the_managed_header(template):
+    # The deploy recognises its own nginx server blocks (and only those) by this first line.
+    assert render(template, config()).startswith(settings.MANAGED_HEADER)
+
+
 def test_env_db_trusts_the_internal_network_and_moves_pgdata_below_the_mount():
     lines = render("env.db.j2", config()).splitlines()
     assert "POSTGRES_HOST_AUTH_METHOD=trust" in lines

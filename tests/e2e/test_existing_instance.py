@@ -1,0 +1,102 @@
+"""An instance, or an earlier install, already on the host: what would silently break it is refused
+before any change, and a deliberate start-over on a new domain leaves no stale nginx server block.
+
+- PostgreSQL data in upstream's layout (directly in postgres14/): this deploy keeps it one level
+  below and would start an empty database next to it; the run is refused.
+- A new domain (prefix, server_id or zone) for a running instance: Mastodon cannot change its
+  LOCAL_DOMAIN; the run is refused and the instance is untouched.
+- Starting over (instance removed by the operator) on a new domain: the former domain's server block,
+  which this deploy wrote, is removed (two would both claim default_server and nginx would refuse
+  them); a server block the operator wrote stays.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from deploy_helpers import (
+    BASE_DIR,
+    COMPOSE_PROJECT,
+    Result,
+    Sandbox,
+    diff_containers,
+    diff_files,
+    host_snapshot,
+    instance_document,
+)
+
+pytestmark = pytest.mark.e2e
+
+OLD_DOMAIN = "social1.sandbox.test"
+NEW_DOMAIN = "social2.sandbox.test"
+NEW_DATA = {"mastodon_server_id": "2"}
+CONF_DIR = "/data/nginx/user_conf.d"
+OPERATOR_CONF = f"{CONF_DIR}/operator-extra.conf"
+
+
+def refusal_line(result: Result) -> str:
+    """The one error line of a refused run (asserts there is exactly one and no operation started)."""
+    assert result.rc != 0, f"the run was not refused:\n{result.safe_output()}"
+    assert "Starting operation" not in result.stderr, f"operations ran before the refusal:\n{result.safe_output()}"
+    assert "Traceback" not in result.stderr, f"a traceback instead of one line:\n{result.safe_output()}"
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if re.search(r"host 'sandbox'", line)]
+    assert len(lines) == 1, f"expected one line naming host 'sandbox':\n{result.safe_output()}"
+    return lines[0]
+
+
+def test_upstream_database_layout_is_refused_and_changes_nothing(box: Sandbox):
+    box.out(f"mkdir -p {BASE_DIR}/postgres14 && echo 14 > {BASE_DIR}/postgres14/PG_VERSION")
+    try:
+        before = host_snapshot(box)
+        line = refusal_line(box.deploy())
+        assert "upstream's layout" in line and f"{BASE_DIR}/postgres14/pgdata" in line, line
+        after = host_snapshot(box)
+        assert not diff_files(before, after), diff_files(before, after)
+        assert box.ssh(f"test ! -e {BASE_DIR}/postgres14/pgdata && ! id mastodon").returncode == 0, "the refused run changed the host"
+    finally:
+        box.out(f"rm -rf {BASE_DIR}")
+
+
+@pytest.fixture(scope="module")
+def running(box: Sandbox) -> Result:
+    result = box.deploy()
+    assert result.ok, f"deploy failed:\n{result.safe_output(60)}"
+    return result
+
+
+def test_a_new_domain_for_a_running_instance_is_refused_and_changes_nothing(box, running):
+    before = host_snapshot(box)
+    line = refusal_line(box.deploy(data=NEW_DATA))
+    assert f"'{NEW_DOMAIN}'" in line and f"'{OLD_DOMAIN}'" in line, line
+    after = host_snapshot(box)
+    assert not diff_files(before, after), diff_files(before, after)
+    assert not diff_containers(before, after), diff_containers(before, after)
+    assert instance_document(box, OLD_DOMAIN)["uri"] == OLD_DOMAIN
+
+
+@pytest.fixture(scope="module")
+def started_over(box, running) -> tuple[Result, Result]:
+    """The operator removes the instance, keeps an nginx server block of their own, deploys a new domain."""
+    box.out(f"printf '%s\\n' '# written by the operator' 'server {{ listen 127.0.0.1:8081; return 204; }}' > {OPERATOR_CONF}")
+    box.out(
+        f"docker compose --project-directory {BASE_DIR} -f {BASE_DIR}/docker-compose.yml -p {COMPOSE_PROJECT} "
+        f"down --timeout 5 && rm -rf {BASE_DIR} /root/mastodon-admin-password",
+        timeout=300,
+    )
+    first = box.deploy(data=NEW_DATA)
+    second = box.deploy(data=NEW_DATA)
+    return first, second
+
+
+def test_start_over_on_a_new_domain_removes_only_the_former_server_block(box, started_over):
+    first, second = started_over
+    assert first.ok, f"deploy on the new domain failed:\n{first.safe_output(60)}"
+    changed = [name.rpartition(" | ")[2] for name in first.changed_ops()]  # names read "Mastodon | ..."
+    removed = [name for name in changed if name.startswith("Remove ")]
+    assert removed == [f"Remove {CONF_DIR}/{OLD_DOMAIN}.conf (server block of a former domain)"], removed
+    confs = sorted(box.out(f"ls {CONF_DIR}").split())
+    assert confs == sorted([f"{NEW_DOMAIN}.conf", "operator-extra.conf"]), confs
+    assert instance_document(box, NEW_DOMAIN)["uri"] == NEW_DOMAIN
+    assert second.ok and second.totals().get("success") == 0, f"second run changed: {second.changed_ops()}"
