@@ -489,15 +489,18 @@ class DatabaseInitialized(_YesNoFact):
 
 class DatabaseSeeded(_YesNoFact):
     """
-    True when ``db:seed`` has run: the ``Owner`` role and the instance actor (account -99) exist.
+    True when ``db:seed`` has run: the web app (the Doorkeeper superapp), the instance actor
+    (account -99) and the ``everyone`` role (-99) exist. Only rows an admin cannot rename or
+    remove: a renamed ``Owner`` role would otherwise make every run seed again and restart.
 
     + project_dir: the directory holding ``docker-compose.yml``
     """
 
     def command(self, project_dir: str = BASE_DIR) -> str:
         sql = (
-            "SELECT EXISTS (SELECT 1 FROM user_roles WHERE name = 'Owner') "
-            "AND EXISTS (SELECT 1 FROM accounts WHERE id = -99)"
+            "SELECT EXISTS (SELECT 1 FROM oauth_applications WHERE superapp) "
+            "AND EXISTS (SELECT 1 FROM accounts WHERE id = -99) "
+            "AND EXISTS (SELECT 1 FROM user_roles WHERE id = -99)"
         )
         return _sql_true(project_dir, sql)
 

@@ -25,6 +25,7 @@ from deploy_helpers import (
     diff_files,
     host_snapshot,
     instance_document,
+    psql,
 )
 
 pytestmark = pytest.mark.e2e
@@ -100,3 +101,14 @@ def test_start_over_on_a_new_domain_removes_only_the_former_server_block(box, st
     assert confs == sorted([f"{NEW_DOMAIN}.conf", "operator-extra.conf"]), confs
     assert instance_document(box, NEW_DOMAIN)["uri"] == NEW_DOMAIN
     assert second.ok and second.totals().get("success") == 0, f"second run changed: {second.changed_ops()}"
+
+
+def test_a_renamed_owner_role_does_not_make_the_deploy_seed_again(box, started_over):
+    """Admins may rename roles; the seed check looks only at rows they cannot rename or remove."""
+    psql(box, "UPDATE user_roles SET name = 'Boss' WHERE name = 'Owner'")
+    try:
+        again = box.deploy(data=NEW_DATA)
+        assert again.ok and again.totals().get("success") == 0, f"the run changed: {again.changed_ops()}"
+        assert psql(box, "SELECT count(*) FROM user_roles WHERE name = 'Owner'").strip() == "0"
+    finally:
+        psql(box, "UPDATE user_roles SET name = 'Owner' WHERE name = 'Boss'")
