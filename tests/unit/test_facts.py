@@ -4,6 +4,8 @@ Custom facts: fixture tests in pyinfra's own style (tests/unit/facts/<FactName>/
 
 Fixture keys: ``arg`` (positional args) / ``kwargs``, ``command`` (exact) or ``command_contains``
 (substrings), ``output`` (stdout lines) and ``fact`` (expected ``process``/``default`` result).
+Fixtures named ``recorded-*`` hold output captured from a real Docker engine and Compose on the
+sandbox (their ``_comment`` says how); the others are written from the documented formats.
 """
 
 from __future__ import annotations
