@@ -26,6 +26,7 @@ from .facts import (
     DatabaseSeeded,
     EnvFileDigests,
     ImageId,
+    ImageIds,
     OwnerAccountExists,
     PendingMigrations,
     PostgresReady,
@@ -143,6 +144,25 @@ def secret_env_file(
     if not fixes:
         host.noop(f"{path} is up to date")
     yield from fixes
+
+
+@operation()
+def pull_missing_images(images: Mapping[str, str]):
+    """
+    Pull the images that are not on the host yet, before anything needs them.
+
+    + images: compose service -> image reference
+
+    A mistyped image or an unreachable mirror then stops the run here, before any migration of an
+    upgrade, while the old version keeps running. Images already on the host are not pulled again
+    (a moving tag such as ``latest`` stays as it is until its reference changes).
+    """
+    present = host.get_fact(ImageIds, refs=sorted(set(images.values())))
+    missing = sorted(service for service, ref in images.items() if not present.get(ref))
+    if not missing:
+        host.noop("every image is on the host")
+        return
+    yield compose("pull --quiet", *(q(s) for s in missing))
 
 
 @operation()

@@ -8,13 +8,23 @@ from typing import Sequence
 
 from pyinfra.api.operation import OperationMeta
 
-from ..operations import compose_up, reload_nginx, restart_services, wait_for_postgres
+from ..operations import (
+    compose_up,
+    pull_missing_images,
+    reload_nginx,
+    restart_services,
+    wait_for_postgres,
+)
 
 APP_SERVICES = ("web", "streaming", "sidekiq")
 
 
 def start_data_services(cfg) -> None:
-    """Start PostgreSQL and Redis (alone: the application waits for its migrations), then wait."""
+    """
+    Pull what is missing, start PostgreSQL and Redis (alone: the application waits for its
+    migrations), then wait until PostgreSQL is ready.
+    """
+    pull_missing_images(name="Pull missing images", images=cfg.images)
     # No --wait here: the bounded wait below ends with a message that says what to check.
     compose_up(name="Start db and redis", services=("db", "redis"), wait_timeout=None)
     wait_for_postgres(
