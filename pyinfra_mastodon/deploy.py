@@ -39,9 +39,9 @@ def mastodon() -> None:
     system.apply()  # 1. user and directories
     files = configuration.apply(cfg)  # 2. env files with secrets, compose file, nginx conf
     stale = configuration.remove_stale_server_blocks(cfg, existing["nginx_confs"])
-    services.start_data_services(cfg)  # 3-4. db and redis up, PostgreSQL ready
-    database.migrate_before(cfg)  # 5. new database, or pre-deployment migrations
-    services.start_all(cfg)  # 6. (re)start what changed, on the new version
+    data = services.start_data_services(cfg)  # 3-4. images, db and redis up, PostgreSQL ready
+    pre = database.migrate_before(cfg)  # 5. new database, or pre-deployment migrations
+    services.start_all(cfg, unchanged_since=[*data, pre])  # 6. (re)start what changed, new version
     post = database.migrate_after()  # 7. post-deployment migrations
     seeded = database.seed()  # 8. seed and owner account
     database.owner(cfg)

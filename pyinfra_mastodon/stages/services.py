@@ -19,25 +19,32 @@ from ..operations import (
 APP_SERVICES = ("web", "streaming", "sidekiq")
 
 
-def start_data_services(cfg) -> None:
+def start_data_services(cfg) -> list[OperationMeta]:
     """
     Pull what is missing, start PostgreSQL and Redis (alone: the application waits for its
-    migrations), then wait until PostgreSQL is ready.
+    migrations), then wait until PostgreSQL is ready. Returns the last two operations.
     """
     pull_missing_images(name="Pull missing images", images=cfg.images)
     # No --wait here: the bounded wait below ends with a message that says what to check.
-    compose_up(name="Start db and redis", services=("db", "redis"), wait_timeout=None)
-    wait_for_postgres(
+    up = compose_up(name="Start db and redis", services=("db", "redis"), wait_timeout=None)
+    ready = wait_for_postgres(
         name="Wait until PostgreSQL is ready",
         timeout=cfg.postgres_wait_timeout,
     )
+    return [up, ready]
 
 
-def start_all(cfg) -> OperationMeta:
-    """Start every service, recreating those whose image or configuration changed."""
+def start_all(cfg, unchanged_since: Sequence[OperationMeta] | None = None) -> OperationMeta:
+    """
+    Start every service, recreating those whose image or configuration changed.
+
+    + unchanged_since: ``start_data_services``' operations and those after it: when none changed
+      anything, its compose plan is used again instead of asking Compose a second time
+    """
     return compose_up(
         name="Start or update all services",
         wait_timeout=cfg.healthy_timeout,
+        reuse_plan=unchanged_since,
     )
 
 
