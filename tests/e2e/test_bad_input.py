@@ -1,5 +1,7 @@
 """Bad inventory data changes nothing (SPEC §2): a table of bad values, each refused before any
-operation runs, with ONE line naming the host and the setting, on a host that runs an instance.
+operation runs, with ONE line naming the host and the setting, on a fresh host AND on a host that
+runs an instance. Every case runs twice: first against the fresh host (all fresh-host tests are defined,
+so run, before the instance is deployed), then against the running instance.
 
 "Nothing changed" = files, modes and owners of /opt/mastodon (without the database and redis data),
 /data/nginx, /etc/letsencrypt, /etc/passwd, /etc/group, /etc/shadow, /etc/gshadow and the owner password
@@ -140,10 +142,35 @@ def check_refused(box, result, before, host: str, key: str | None, must_not_prin
     assert not fired, f"shell syntax in the data was executed: {fired}"
 
 
+PRISTINE: dict[str, list[str]] = {}
+
+
 @pytest.fixture(scope="module")
 def pristine_state(box):
     _clean_canaries(box)
-    return state_lines(box)
+    PRISTINE["state"] = state_lines(box)
+    return PRISTINE["state"]
+
+
+def _inventory_for(box, tmp_path, hosts: dict) -> Path:
+    data = {}
+    for name, extra in hosts.items():
+        d = {**connection_data(box), **SANDBOX_SETTINGS, **extra}
+        data[name] = {k: v for k, v in d.items() if v is not None}
+    return write_inventory(tmp_path, data)
+
+
+def refused_on_fresh(box, result, host, key, must_not_print=None):
+    """check_refused against the fresh host; if the case changed the host, reset it to a fresh server
+    (and take its state again) before failing, so that the next fresh-host cases start from a fresh host."""
+    try:
+        check_refused(box, result, PRISTINE["state"], host, key, must_not_print=must_not_print)
+    except AssertionError:
+        if state_diff(PRISTINE["state"], state_lines(box)):
+            box.reset()
+            _clean_canaries(box)
+            PRISTINE["state"] = state_lines(box)
+        raise
 
 
 def test_uid_clash_on_a_fresh_host_is_refused_and_changes_nothing(box, pristine_state):
@@ -166,6 +193,31 @@ def test_gid_clash_on_a_fresh_host_is_refused_and_changes_nothing(box, pristine_
     finally:
         box.ssh("groupdel intruders; true")
 
+
+# ------------------------------------------------------------------ every case on a fresh host
+# (defined before the `running` tests: pytest runs them first, before the instance is deployed)
+
+
+@pytest.mark.parametrize("case_id,data,key,secret", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_bad_data_on_a_fresh_host_is_refused_and_changes_nothing(box, pristine_state, case_id, data, key, secret):
+    assert box.is_pristine(), "the host is not fresh: the fresh-host cases must run before the deploy"
+    r = run(box, label=f"fresh {case_id}", raw_data=data)
+    refused_on_fresh(box, r, "sandbox", key, must_not_print=secret)
+
+
+@pytest.mark.parametrize("case_id,hosts,host,key", INVENTORY_CASES, ids=[c[0] for c in INVENTORY_CASES])
+def test_bad_inventory_on_a_fresh_host_is_refused_and_changes_nothing(box, pristine_state, tmp_path, case_id, hosts, host, key):
+    assert box.is_pristine(), "the host is not fresh: the fresh-host cases must run before the deploy"
+    r = run(box, label=f"fresh {case_id}", inventory=_inventory_for(box, tmp_path, hosts))
+    refused_on_fresh(box, r, host, key)
+
+
+def test_bad_data_with_dry_run_on_a_fresh_host_is_refused_too(box, pristine_state):
+    r = run(box, "--dry", label="fresh dry zone-upper-case", raw_data=['mastodon_zone="Sandbox.test"'])
+    refused_on_fresh(box, r, "sandbox", "mastodon_zone")
+
+
+# ------------------------------------------------------- every case on a host that runs an instance
 
 BASELINE: dict[str, list[str]] = {}
 
@@ -204,12 +256,7 @@ def test_bad_data_is_refused_and_changes_nothing(box, running, case_id, data, ke
 
 @pytest.mark.parametrize("case_id,hosts,host,key", INVENTORY_CASES, ids=[c[0] for c in INVENTORY_CASES])
 def test_bad_inventory_is_refused_and_changes_nothing(box, running, tmp_path, case_id, hosts, host, key):
-    data = {}
-    for name, extra in hosts.items():
-        d = {**connection_data(box), **SANDBOX_SETTINGS, **extra}
-        data[name] = {k: v for k, v in d.items() if v is not None}
-    inventory = write_inventory(tmp_path, data)
-    r = run(box, label=case_id, inventory=inventory)
+    r = run(box, label=case_id, inventory=_inventory_for(box, tmp_path, hosts))
     refused(box, r, host, key)
 
 
@@ -219,6 +266,9 @@ def test_bad_data_with_dry_run_is_refused_too(box, running):
 
 
 def test_refusals_are_fast():
+    assert TIMINGS, "no refused run was timed: the refusal tests did not run (or did not reach check_refused)"
+    fresh = [k for k in TIMINGS if k.startswith("fresh ")]
+    assert fresh and len(fresh) < len(TIMINGS), f"timings cover only one kind of host: {len(fresh)} fresh of {len(TIMINGS)}"
     slow = {k: round(v, 1) for k, v in TIMINGS.items() if v > 5}
     print(f"\nrefused runs: {len(TIMINGS)}, slowest {max(TIMINGS.values(), default=0):.1f} s, total {sum(TIMINGS.values()):.1f} s")
     assert not slow, f"refusing bad data took more than 5 s: {slow}"

@@ -3,7 +3,8 @@ pre-deployment migration during an upgrade. After each: the next run converges, 
 changes nothing, database rows written before are still there, and no secret changed.
 
 Order (one host, module-scoped): PostgreSQL unusable on a fresh host -> repaired (v4.6.4) ->
-killed during .env.production writes -> upgrade to v4.6.5 with a failing migration -> upgrade
+killed during .env.production writes (at fixed delays, then once with the writer slowed down so that the
+kill lands while its temp file exists: what was on the host at each kill is recorded) -> upgrade to v4.6.5 with a failing migration -> upgrade
 killed during pre-deployment migrations -> re-run killed during post-deployment migrations ->
 immediate re-run while the killed run's migration still runs (it must wait for it) -> converge. A ROW EXCLUSIVE lock on `users`, held from
 the test, keeps a v4.6.5 migration waiting, so that each kill lands while a migration is in progress.
@@ -12,6 +13,7 @@ the test, keeps a v4.6.5 migration waiting, so that each kill lands while a migr
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -61,8 +63,23 @@ def converge(box, label: str, data: dict | None = None) -> dict:
 def assert_converged(c: dict) -> None:
     ok(c["first"])
     ok(c["second"])
-    changed = c["second"].changed_ops()
-    assert not changed, f"[{c['second'].label}] the run after convergence changed: {changed}"
+    second = c["second"]
+    # changed_ops() is [] when no JSON was parsed: prove the document is there and counts zero changes
+    assert second.json is not None, f"[{second.label}] printed no parsable JSON document:\n{safe_tail(second, BAG)}"
+    totals = second.totals()
+    assert totals.get("hosts", 0) > 0, f"[{second.label}] the JSON totals count no operation: {totals}"
+    assert totals.get("success") == 0 and totals.get("error") == 0, (
+        f"[{second.label}] the run after convergence reports changes or errors: {totals}"
+    )
+    changed = second.changed_ops()
+    assert not changed, f"[{second.label}] the run after convergence changed: {changed}"
+
+
+def assert_secrets_read() -> None:
+    """The bag holds the host's secrets (else every "no secret in the output" check would be vacuous)."""
+    assert "SECRET_KEY_BASE" in BAG.names() and "ADMIN_PASSWORD" in BAG.names(), (
+        f"the host's secrets were not read after the deploy: {BAG!r}"
+    )
 
 
 def leftovers(box) -> list[str]:
@@ -92,6 +109,7 @@ def pg_repaired(box, pg_unready):
     box.out(f"rm -rf {PGDATA}")
     c = converge(box, "after repairing the data dir", data=OLD)
     c["hashes"] = secret_hashes(box)
+    assert_secrets_read()
     return c
 
 
@@ -123,6 +141,31 @@ def test_a3_after_repair_the_next_run_converges(box, pg_repaired):
 # ------------------------------------------------------------------- (b) killed during env writes
 
 
+ENV_TMP = "/opt/mastodon/.env.production.pyinfra-tmp"
+# what was going on on the host right after a kill: the temp file of the .env.production write (it exists
+# only between the writer's "> tmp" and its "mv"), and a writer process still running (its command line
+# names the temp file; "[p]" keeps this probe's own shell out of the match)
+_WRITE_PROBE = f"ls {ENV_TMP[:-1]}[p] 2>/dev/null; pgrep -af '\\.env\\.production\\.[p]yinfra-tmp' | cut -c1-60; true"
+SLOW_AWK = "/usr/local/bin/awk"
+
+
+def write_probe(box) -> dict:
+    out = box.ssh(_WRITE_PROBE).stdout.splitlines()
+    return {"tmp_file": ENV_TMP in out, "writer_running": any(line and line != ENV_TMP for line in out)}
+
+
+def in_progress_at_kill(k: Run) -> bool:
+    """pyinfra's output at the kill: the .env.production write had started and had not finished."""
+    text = k.kill_output or ""
+    starts = [m.end() for m in re.finditer(WRITE_ENV, text)]
+    return bool(starts) and not re.search(r"\[sandbox\] (Success|No changes|Error)", text[starts[-1]:])
+
+
+def wait_for_writers(box, seconds: int = 30) -> None:
+    box.ssh(f"for i in $(seq {seconds * 5}); do pgrep -f '[p]yinfra-tmp' >/dev/null || exit 0; sleep 0.2; done; exit 1",
+            timeout=seconds + 30)
+
+
 @pytest.fixture(scope="module")
 def killed_env(box, pg_repaired):
     psql(box, "CREATE TABLE IF NOT EXISTS sec_canary(v text); INSERT INTO sec_canary VALUES ('before-kills')")
@@ -131,11 +174,31 @@ def killed_env(box, pg_repaired):
         data = {**OLD, "mastodon_smtp_server": f"smtp{i}.sandbox.test", "mastodon_smtp_password": f"pw-killed-{i}-0123456789abcdef"}
         BAG.add(f"SMTP password #{i}", data["mastodon_smtp_password"])
         kills.append(deploy(box, f"killed {delay}s after the .env.production write started", data=data,
-                            kill_when=WRITE_ENV, kill_delay=delay))
+                            kill_when=WRITE_ENV, kill_delay=delay, at_kill=lambda: write_probe(box)))
+        wait_for_writers(box)
+    # a slow disk: the writer's awk (found first on root's PATH) waits 3 s before merging, so the temp file
+    # exists for 3 s and a kill 1.5 s into the operation lands in the middle of the write
+    box.out(f"printf '%s\\n' '#!/bin/sh' 'case \"$*\" in *@@KEEP@@*) sleep 3;; esac' 'exec /usr/bin/awk \"$@\"' > {SLOW_AWK}; "
+            f"chmod 755 {SLOW_AWK}")
+    try:
+        data = {**OLD, "mastodon_smtp_server": "smtp3.sandbox.test", "mastodon_smtp_password": "pw-killed-3-0123456789abcdef"}
+        BAG.add("SMTP password #3", data["mastodon_smtp_password"])
+        kills.append(deploy(box, "killed 1.5s into a slowed .env.production write", data=data,
+                            kill_when=WRITE_ENV, kill_delay=1.5, at_kill=lambda: write_probe(box)))
+        wait_for_writers(box)
+    finally:
+        box.out(f"rm -f {SLOW_AWK}")
     c = converge(box, "after the env-write kills", data=OLD)
     c["kills"] = kills
     c["leftovers"] = leftovers(box)
     return c
+
+
+def test_b0_a_kill_landed_in_the_middle_of_the_env_write(killed_env):
+    seen = {k.label: {"op in progress": in_progress_at_kill(k), **(k.kill_evidence or {})} for k in killed_env["kills"]}
+    mid_write = [label for label, e in seen.items() if e["op in progress"] and (e.get("tmp_file") or e.get("writer_running"))]
+    print(f"\nevidence at each kill: {seen}")
+    assert mid_write, f"no kill landed while .env.production was being written (evidence at each kill: {seen})"
 
 
 def test_b1_kill_during_env_writes_then_converges(box, pg_repaired, killed_env):
@@ -158,13 +221,15 @@ def test_b2_no_leftovers_after_env_write_kills(killed_env):
 @pytest.fixture(scope="module")
 def failed_upgrade(box, killed_env):
     web_before = container(box, "web")
+    t0 = time.time()
     r = deploy(box, "upgrade with a failing pre-deployment migration",
                raw_data=[f'mastodon_extra_env={{"STANDIN_FAIL_MIGRATION":"{FAIL_MIGRATION}"}}'])
     dumps = box.ssh(
         f"stat -c '%a %U:%G' {BACKUP_DIR}; for f in {BACKUP_DIR}/pre-migration-*.sql; do "
-        "[ -f \"$f\" ] && echo \"$(stat -c '%a %U:%G %s' \"$f\") $(grep -c 'CREATE TABLE' \"$f\") $(grep -c sec_canary \"$f\")\"; done"
+        "[ -f \"$f\" ] && echo \"$(stat -c '%a %U:%G %s' \"$f\") $(grep -c 'CREATE TABLE' \"$f\") $(grep -c sec_canary \"$f\") "
+        "$(stat -c '%.9Y' \"$f\")\"; done"
     ).stdout.splitlines()
-    return {"run": r, "web_before": web_before, "web_after": container(box, "web"),
+    return {"run": r, "started": t0, "web_before": web_before, "web_after": container(box, "web"),
             "version": instance_version(box), "dumps": dumps, "events": standin_events(box)}
 
 
@@ -189,10 +254,17 @@ def test_c3_dump_written_before_the_migration(failed_upgrade):
     assert lines and lines[0] == "700 root:root", f"{BACKUP_DIR} is {lines[:1]}, want 700 root:root"
     files = [line.split() for line in lines[1:]]
     assert files, f"no pre-migration dump in {BACKUP_DIR}"
-    mode, owner, size, creates, canary = files[-1]
+    mode, owner, size, creates, canary, mtime = files[-1]
     assert (mode, owner) == ("600", "root:root"), f"the dump is {mode} {owner}"
     assert int(size) > 0 and int(creates) > 0, f"the dump is empty or has no CREATE TABLE (size {size})"
     assert int(canary) > 0, "the dump does not contain the table written before the upgrade"
+    # written by this run, and before the failed migration ran (the stand-in records when it failed)
+    assert float(mtime) >= failed_upgrade["started"] - 1, "the newest dump is older than the failing upgrade run"
+    failed = [e.at for e in failed_upgrade["events"] if e.event == "migration-failed"]
+    assert failed, "the stand-in recorded no failed migration: the fault was not injected"
+    assert float(mtime) <= min(failed), (
+        f"the dump was last written {float(mtime) - min(failed):.2f} s after the migration failed, not before it"
+    )
 
 
 # ------------------------------------------------------------------ (b) killed during migrations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -42,6 +43,9 @@ def test_status_lists_every_service_running(box):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for service in ("nginx", "db", "redis", "web", "streaming", "sidekiq"):
         assert f"{service}" in proc.stderr and "running" in proc.stderr, proc.stderr[-2000:]
+        # its own line: "[sandbox] SERVICE   running (health)  IMAGE  since ..."
+        line = re.compile(rf"^(?:.*\]\s*)?{re.escape(service)}\s+running\b.*$", re.M)
+        assert line.search(proc.stderr), f"no line says {service} is running:\n{proc.stderr[-2000:]}"
     assert "missing" not in proc.stderr
 
 

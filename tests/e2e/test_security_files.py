@@ -1,9 +1,14 @@
 """Secret files: never readable by others, not even for a moment; generated once, kept forever (SPEC §3, §5).
 
 An inotify watcher on the host (security_helpers.Watcher) runs through the whole module: it sees every
-create/modify/attrib/rename of a secret-bearing file (env files, the owner password, dumps, temp copies,
-anything under /tmp, /var/tmp, /root) and logs each state readable by group or other. A negative
-control proves it catches a file that is 0644 for about a millisecond.
+create/modify/attrib/rename of a file under /opt, /root, /tmp, /var/tmp, /var/backups, /data, /run,
+/dev/shm, /home, /etc and /var/lib (less Docker's own state) and logs each state in which a secret-bearing
+file (env files, the owner password, dumps, temp copies, anything under /tmp, /var/tmp, /root) is readable
+by group or other; any readable file whose content holds a secret key name, whatever its name; and the
+sha256 of every readable file, compared afterwards with the real secret files (a readable copy of the
+owner password would be caught). Negative controls prove it catches a file that is 0644 for about a
+millisecond, a readable file with an unrelated name holding "SECRET_KEY_BASE=", and a readable copy of
+the owner password.
 
 Secret identity is compared by sha256 of each line, computed ON the host.
 """
@@ -34,6 +39,9 @@ RERUNS = 10
 SMTP = {"mastodon_smtp_server": "smtp.sandbox.test", "mastodon_smtp_password": f"pw-{pysecrets.token_hex(12)}"}
 OVERRIDE = pysecrets.token_hex(64)  # a valid SECRET_KEY_BASE (128 lowercase hex)
 CONTROL = f"{ENV_PRODUCTION}.leaktest"
+CONTENT_CONTROLS = ("/run/leaktest-notes.txt", "/var/tmp/leaktest-notes.txt")  # names no rule knows (in /run)
+COPY_CONTROL = "/dev/shm/leaktest-copy"
+CONTROL_MARK = "leaktest"  # every control file's path holds it; real violations never do
 
 RUNS: list[Run] = []
 BAG = SecretBag()
@@ -65,6 +73,8 @@ def created(box, watcher):
     """A fresh host deployed at v4.6.4: the secret files are created under the watcher."""
     r = deploy(box, "create (v4.6.4)", data={"mastodon_version": "v4.6.4"})
     ok(r)
+    # the bag must hold the host's secrets, else "no secret in the output" below would prove nothing
+    assert "SECRET_KEY_BASE" in BAG.names() and "ADMIN_PASSWORD" in BAG.names(), f"host secrets not read: {BAG!r}"
     return {"run": r, "hashes": secret_hashes(box)}
 
 
@@ -77,7 +87,26 @@ def control(box, watcher, created):
 
 
 @pytest.fixture(scope="module")
-def upgraded(box, created, control):
+def content_controls(box, watcher, created, control):
+    """Negative controls of the content rules: readable (0644) files with names no rule knows, one holding
+    a secret key name, one a byte-identical copy of the owner password; each lives 0.3 s."""
+    box.out("umask 022; " + "; ".join(f"printf 'SECRET_KEY_BASE=x\\n' > {f}" for f in CONTENT_CONTROLS)
+            + f"; cat {ADMIN_PASSWORD_FILE} > {COPY_CONTROL}; sleep 0.3; rm -f {' '.join(CONTENT_CONTROLS)} {COPY_CONTROL}")
+    time.sleep(0.5)
+    return {
+        "content": [v for v in watcher.violations() if CONTROL_MARK in v and "content:" in v],
+        "digest": [v for v in watcher.digest_violations() if CONTROL_MARK in v],
+    }
+
+
+def real_violations(watcher) -> list[str]:
+    """Everything the watcher flagged (names, content, digests) but the negative controls."""
+    found = watcher.violations() + [f"digest: {v}" for v in watcher.digest_violations()]
+    return [v for v in found if CONTROL_MARK not in v]
+
+
+@pytest.fixture(scope="module")
+def upgraded(box, created, control, content_controls):
     r = deploy(box, "upgrade to v4.6.5")
     ok(r)
     return {"run": r, "hashes": secret_hashes(box)}
@@ -134,8 +163,29 @@ def test_watcher_catches_a_millisecond_leak(control):
     assert control, "the watcher did not see a secret-named file that was 0644 until chmod 600: it could never fail"
 
 
+def test_watcher_catches_secret_content_under_an_unrelated_name(content_controls):
+    for path in CONTENT_CONTROLS:
+        assert any(path in v and "SECRET_KEY_BASE=" in v for v in content_controls["content"]), (
+            f"the watcher did not flag {path} (0644, holds 'SECRET_KEY_BASE='): {content_controls['content']}"
+        )
+
+
+def test_watcher_catches_a_readable_copy_of_the_owner_password(content_controls):
+    assert any(COPY_CONTROL in v and ADMIN_PASSWORD_FILE in v for v in content_controls["digest"]), (
+        f"the digest comparison did not flag {COPY_CONTROL} (a 0644 copy of {ADMIN_PASSWORD_FILE}): {content_controls['digest']}"
+    )
+
+
+def test_watcher_hashed_the_public_files(watcher, created):
+    """Not vacuous: the readable files the deploy writes were seen and hashed (and are no violation)."""
+    digests = watcher.digests()
+    for path in ("/opt/mastodon/docker-compose.yml", "/data/nginx/user_conf.d/"):
+        assert any(path in d for d in digests), f"the watcher hashed no readable {path}: it does not look at content"
+
+
 def test_secret_files_created_0600_and_never_readable_by_others(box, watcher, created, control, upgraded):
-    bad = [v for v in watcher.violations() if ".leaktest" not in v]
+    bad = [v for v in watcher.violations() if CONTROL_MARK not in v]  # CONTROL_MARK is in ".leaktest" too
+    bad += [v for v in real_violations(watcher) if v not in bad]
     assert not bad, "secret-bearing files readable by group/other at some moment:\n" + "\n".join(bad[:30])
     modes = box.out(f"stat -c '%n %a %U:%G' {ENV_PRODUCTION} {ENV_DB} {ADMIN_PASSWORD_FILE}").split("\n")
     assert [m.split()[1:] for m in modes if m] == [["600", "mastodon:mastodon"]] * 2 + [["600", "root:root"]], modes
@@ -207,7 +257,8 @@ def test_override_from_host_data_replaces_and_is_kept(overridden):
 
 def test_watcher_saw_no_leak_during_updates(watcher, overridden):
     assert watcher.alive(), "the watcher died during the module: the no-leak result would mean nothing"
-    bad = [v for v in watcher.violations() if ".leaktest" not in v]
+    bad = [v for v in watcher.violations() if CONTROL_MARK not in v]  # CONTROL_MARK is in ".leaktest" too
+    bad += [v for v in real_violations(watcher) if v not in bad]
     assert not bad, "secret-bearing files readable by group/other at some moment:\n" + "\n".join(bad[:30])
 
 

@@ -55,6 +55,8 @@ def leaks_of(runs) -> list[str]:
 def fresh(box):
     runs = [
         deploy(box, "fresh --dry", "--dry"),
+        deploy(box, "fresh --dry -v", "--dry", "-v"),
+        deploy(box, "fresh --dry -vv", "--dry", "-vv"),
         deploy(box, "fresh --dry --diff -vvv --debug --json", "--dry", "--diff", "-vvv", "--debug", "--json"),
         deploy(box, "fresh -vvv --diff --debug --json", "-vvv", "--diff", "--debug", "--json"),
     ]
@@ -91,6 +93,9 @@ def changed(box, converged):
     return runs
 
 
+FAILING_FLAGS = ("-v", "-vvv", "--debug", "--diff", "--json")
+
+
 @pytest.fixture(scope="module")
 def failing(box, changed):
     """Runs that fail inside the secret env-file write: its temp path is made a directory."""
@@ -102,6 +107,8 @@ def failing(box, changed):
             deploy(box, "failing (default output)", data=change3),
             deploy(box, "failing -vv", "-vv", data=change3),
         ]
+        # each flag on its own too
+        runs += [deploy(box, f"failing {flag}", flag, data=change3) for flag in FAILING_FLAGS]
     finally:
         box.out(f"rm -rf {ENV_PRODUCTION}.pyinfra-tmp")
     return runs
@@ -112,6 +119,8 @@ def failing(box, changed):
 
 def test_fresh_host_runs_print_no_secret(fresh):
     assert BAG.names(), "no secret was read from the host after the fresh deploy"
+    # the bag starts with the operator SMTP passwords: prove the host's own secrets joined it
+    assert {"SECRET_KEY_BASE", "OTP_SECRET", "ADMIN_PASSWORD"} <= set(BAG.names()), f"host secrets not read: {BAG!r}"
     leaks = leaks_of(fresh)
     assert not leaks, f"secret values in the output (key, run, channel): {leaks}"
 
@@ -151,7 +160,8 @@ def test_diff_prints_the_withheld_line_instead_of_the_secret_file(changed):
 
 
 def test_diff_of_a_fresh_host_names_no_value(fresh):
-    r = fresh[1]  # --dry --diff on a fresh host: the file would be created
+    r = fresh[3]  # --dry --diff on a fresh host: the file would be created
+    assert "--diff" in r.label, r.label
     assert not re.search(r"^\s*\+\s*(SECRET_KEY_BASE|OTP_SECRET|VAPID_PRIVATE_KEY|ACTIVE_RECORD)\w*=", r.stderr, re.M), (
         f"a '+ KEY=' diff line of a secret:\n{safe_tail(r, BAG)}"
     )

@@ -1,7 +1,8 @@
 """The deploy as a non-root SSH user with sudo, as on Vagrant (user `vagrant`) and most cloud servers.
 
 With `_sudo`, pyinfra uploads files as the SSH user through /tmp and then copies them as root; the
-secret files must not take that path, and facts must still see the root-only files.
+secret files must not take that path, and facts must still see the root-only files. The inotify watcher
+of test_security_files (security_helpers.Watcher) runs through both deploys.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from deploy_helpers import Sandbox, host_snapshot, diff_containers, diff_files, secret_hashes
+from security_helpers import Watcher
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +32,15 @@ def box(sandbox) -> Sandbox:
 
 
 @pytest.fixture(scope="module")
-def runs(box):
+def watcher(box):
+    w = Watcher(box, "sudo")
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="module")
+def runs(box, watcher):
     first = box.deploy(data=SUDO_DATA)
     before = host_snapshot(box)
     second = box.deploy(data=SUDO_DATA)
@@ -69,3 +79,17 @@ def test_no_secret_copy_left_in_temporary_directories(box, runs):
         "/tmp /var/tmp /home/deployer 2>/dev/null; true"
     )
     assert leftovers.strip() == "", f"secret copies left behind: {leftovers.split()}"
+
+
+def test_no_secret_file_readable_by_others_at_any_moment(box, watcher, runs):
+    assert watcher.alive(), "the watcher died during the module: the no-leak result would mean nothing"
+    # pyinfra uploads docker-compose.yml and the nginx conf as the SSH user through /tmp (0644): a state
+    # whose content is empty or exactly a public file is no leak; anything else in /tmp is
+    public = watcher.public_copies()
+    names = [v for v in watcher.violations() if v not in public]
+    digests = watcher.digest_violations()
+    assert any(v.startswith("CLOSE_WRITE") and " /tmp/" in v for v in public), (
+        "the watcher saw no upload of a public file through /tmp: it does not see what a sudo deploy does"
+    )
+    assert not names and not digests, "files readable by group/other that hold or copy a secret:\n" + "\n".join(
+        (names + [f"digest: {d}" for d in digests])[:30])
