@@ -411,24 +411,6 @@ class ImageIds(FactBase[dict]):
         return ids
 
 
-class ImageId(FactBase[str | None]):
-    """
-    The local image id (``sha256:...``) of one image reference, or ``None`` if it is not pulled.
-
-    + ref: the image reference
-    """
-
-    def command(self, ref: str) -> str:
-        return (
-            f"if {_HAVE_DOCKER}; then "
-            f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(ref)} 2>/dev/null; fi; true"
-        )
-
-    def process(self, output: list[str]) -> str | None:
-        image_id = _first_line(output)
-        return image_id if _IMAGE_ID_RE.fullmatch(image_id) else None
-
-
 def _psql(project_dir: str, sql: str) -> str:
     # -tA: bare values; -X: ignore any psqlrc; ON_ERROR_STOP so a bad query is an error, not output.
     return (

@@ -25,7 +25,6 @@ from .facts import (
     DatabaseInitialized,
     DatabaseSeeded,
     EnvFileDigests,
-    ImageId,
     ImageIds,
     OwnerAccountExists,
     PendingMigrations,
@@ -281,7 +280,7 @@ def migrate_before_restart(web_image: str, backup: bool = True):
         return
 
     web = (host.get_fact(ComposeServices, project=settings.COMPOSE_PROJECT) or {}).get("web")
-    wanted_id = host.get_fact(ImageId, ref=web_image)
+    wanted_id = host.get_fact(ImageIds, refs=[web_image]).get(web_image)
     new_image = (
         web is None or web["state"] != "running" or wanted_id is None or web["image_id"] != wanted_id
     )

@@ -75,6 +75,10 @@ class Result:
         results = (self.json or {}).get("results") or {}
         return [op["name"] for op in results.get("operations", []) if op.get("success")]
 
+    def changed_labels(self) -> list[str]:
+        """changed_ops() without the deploy's "Mastodon | " prefix."""
+        return [op_label(name) for name in self.changed_ops()]
+
     def planned_changes(self) -> list[str]:
         """Operations a --dry run would change, unconditionally or under `_if`."""
         plan = (self.json or {}).get("plan") or []
@@ -100,6 +104,11 @@ class Result:
 
     def describe(self) -> str:
         return self.safe_output()
+
+
+def op_label(name: str) -> str:
+    """An operation's own name: pyinfra prefixes the deploy's, "Mastodon | Write ..."."""
+    return name.rpartition(" | ")[2]
 
 
 def _parse_json(stdout: str) -> dict | None:

@@ -94,8 +94,7 @@ def started_over(box, running) -> tuple[Result, Result]:
 def test_start_over_on_a_new_domain_removes_only_the_former_server_block(box, started_over):
     first, second = started_over
     assert first.ok, f"deploy on the new domain failed:\n{first.safe_output(60)}"
-    changed = [name.rpartition(" | ")[2] for name in first.changed_ops()]  # names read "Mastodon | ..."
-    removed = [name for name in changed if name.startswith("Remove ")]
+    removed = [name for name in first.changed_labels() if name.startswith("Remove ")]
     assert removed == [f"Remove {CONF_DIR}/{OLD_DOMAIN}.conf (server block of a former domain)"], removed
     confs = sorted(box.out(f"ls {CONF_DIR}").split())
     assert confs == sorted([f"{NEW_DOMAIN}.conf", "operator-extra.conf"]), confs

@@ -14,6 +14,7 @@ from deploy_helpers import (
     diff_containers,
     host_snapshot,
     instance_document,
+    op_label,
     standin_events,
 )
 
@@ -23,14 +24,10 @@ DOMAIN = "social1.sandbox.test"
 MISSING = {"mastodon_version": "v4.6.9"}  # no such stand-in image, and no registry to pull it from
 
 
-def short(name: str) -> str:
-    return name.rpartition(" | ")[2]  # operation names read "Mastodon | ..."
-
-
 def started_ops(result: Result) -> list[str]:
     # A run in which every host failed ends with "No hosts remaining!" and no JSON: read the log.
     marker = "--> Starting operation: "
-    return [short(line.split(marker, 1)[1].strip()) for line in result.stderr.splitlines() if marker in line]
+    return [op_label(line.split(marker, 1)[1].strip()) for line in result.stderr.splitlines() if marker in line]
 
 
 @pytest.fixture(scope="module")
@@ -69,5 +66,5 @@ def test_putting_the_setting_back_converges_without_a_restart(runs):
     good = runs["good"]
     assert good.ok, f"the run with the setting put back failed:\n{good.safe_output(60)}"
     assert not diff_containers(runs["before"], runs["after"]), diff_containers(runs["before"], runs["after"])
-    changed = [short(name) for name in good.changed_ops()]
+    changed = good.changed_labels()
     assert changed == ["Write /opt/mastodon/docker-compose.yml"], changed
