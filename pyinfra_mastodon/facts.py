@@ -10,7 +10,7 @@ Rules every fact here follows:
   keys, digests, ids and yes/no tokens come back.
 
 Docker is probed with ``command -v`` inside the command rather than ``requires_command``, which
-logs a deprecation warning when a fact runs at execution time.
+logs a deprecation warning when a fact runs at execution time. Every command comes from ``commands.py``.
 """
 
 from __future__ import annotations
@@ -22,66 +22,15 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from .settings import (
-    BASE_DIR,
-    COMPOSE_PROJECT,
-    DB_NAME,
-    DB_USER,
-    MANAGED_HEADER,
-    MASTODON_GID,
-    MASTODON_UID,
-    NGINX_CONF_DIR,
-)
+from . import commands, layout
+from .commands import HAVE_DOCKER as _HAVE_DOCKER
+from .commands import running_container_test, sql_literal, sql_true, yes_no
 
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
-_HAVE_DOCKER = "command -v docker >/dev/null 2>&1"
-
-
-def compose_command(project_dir: str = BASE_DIR, project: str = COMPOSE_PROJECT) -> str:
-    """
-    ``docker compose`` for our project, usable from any working directory.
-
-    + project_dir: the directory holding ``docker-compose.yml`` (and the env files it references)
-    + project: the compose project name
-    """
-    return " ".join(
-        (
-            "docker compose",
-            "--project-directory",
-            shlex.quote(project_dir),
-            "-f",
-            shlex.quote(f"{project_dir.rstrip('/')}/docker-compose.yml"),
-            "-p",
-            shlex.quote(project),
-        )
-    )
-
-
-def running_container_test(service: str, project: str = COMPOSE_PROJECT) -> str:
-    """
-    A sh test that succeeds when the service has a running (non one-off) container. Uses plain
-    ``docker ps`` so it works even when the compose file or its env files are missing.
-
-    + service: the compose service name; + project: the compose project name
-    """
-    filters = " ".join(
-        f"--filter {shlex.quote(f)}"
-        for f in (
-            f"label=com.docker.compose.project={project}",
-            f"label=com.docker.compose.service={service}",
-            "label=com.docker.compose.oneoff=False",
-            "status=running",
-        )
-    )
-    return f'[ -n "$(docker ps -q {filters} 2>/dev/null)" ]'
-
-
-def _yes_no(test: str) -> str:
-    # Always one token and exit 0, whatever the test does.
-    return f"if {test}; then echo yes; else echo no; fi"
+BASE_DIR = layout.BASE_DIR
+COMPOSE_PROJECT = layout.COMPOSE_PROJECT
 
 
 def _first_line(output: list[str]) -> str:
@@ -126,6 +75,40 @@ class ComposeCommand(FactBase[dict | None]):
         return {"command": command, "version": version.strip().lstrip("v")}
 
 
+class InstalledPackages(FactBase[list]):
+    """
+    Which of ``packages`` dpkg has installed (status ``ii``), sorted: e.g. ``["docker.io"]``.
+
+    + packages: package names (list or tuple)
+    """
+
+    @staticmethod
+    def default() -> list:
+        return []
+
+    def command(self, packages: list[str] | tuple[str, ...]) -> str:
+        return commands.installed_packages(tuple(packages))
+
+    def process(self, output: list[str]) -> list:
+        found = {parts[0] for parts in (line.split() for line in output) if len(parts) >= 2 and parts[1] == "ii"}
+        return sorted(found)
+
+
+class SshdPorts(FactBase[list]):
+    """The TCP ports sshd listens on, sorted: ``[22]`` (none known: ``[]``)."""
+
+    @staticmethod
+    def default() -> list:
+        return []
+
+    def command(self) -> str:
+        return commands.sshd_ports()
+
+    def process(self, output: list[str]) -> list:
+        ports = {int(port) for port in (line.strip().rpartition(":")[2] for line in output) if port.isdigit()}
+        return sorted(ports)
+
+
 class ExistingInstance(FactBase[dict]):
     """
     What an earlier install left on the host, for the checks made before any change::
@@ -134,6 +117,8 @@ class ExistingInstance(FactBase[dict]):
             "local_domain": "social1.example.org" or None,  # LOCAL_DOMAIN in .env.production
             "nginx_confs": ["/data/nginx/user_conf.d/x.conf", ...],  # server blocks this deploy wrote
             "upstream_pgdata": False,  # PostgreSQL data directly in postgres14/ (upstream's layout)
+            "foreign_owned": ["/opt/mastodon/redis"],  # data folders holding files of another uid
+            "database": True,  # a PostgreSQL data directory in this deploy's layout (postgres14/pgdata)
         }
 
     Only the ``LOCAL_DOMAIN`` line of ``.env.production`` is read (sed prints nothing else), so no
@@ -141,22 +126,32 @@ class ExistingInstance(FactBase[dict]):
 
     + project_dir: the Mastodon directory (``/opt/mastodon``)
     + nginx_conf_dir: the nginx-certbot image's ``user_conf.d`` directory on the host
+    + data_dirs: the data services' folders (``desired.data_folders``: the db major's); default: the
+      default major's
     """
 
     @staticmethod
     def default() -> dict:
-        return {"local_domain": None, "nginx_confs": [], "upstream_pgdata": False}
+        return {
+            "local_domain": None,
+            "nginx_confs": [],
+            "upstream_pgdata": False,
+            "foreign_owned": [],
+            "database": False,
+        }
 
-    def command(self, project_dir: str = BASE_DIR, nginx_conf_dir: str = NGINX_CONF_DIR) -> str:
-        env = shlex.quote(f"{project_dir.rstrip('/')}/.env.production")
-        pg_version = shlex.quote(f"{project_dir.rstrip('/')}/postgres14/PG_VERSION")
-        confs = f"{shlex.quote(nginx_conf_dir.rstrip('/'))}/*.conf"
-        return (
-            f"if [ -f {env} ]; then sed -n 's/^LOCAL_DOMAIN=/local_domain=/p' {env} 2>/dev/null | head -n 1; fi; "
-            f'for c in {confs}; do if [ -f "$c" ] && head -n 1 "$c" 2>/dev/null | grep -qF {shlex.quote(MANAGED_HEADER)}; '
-            'then echo "nginx_conf=$c"; fi; done; '
-            f"if [ -f {pg_version} ]; then echo upstream_pgdata=yes; fi; true"
+    def command(
+        self,
+        project_dir: str = BASE_DIR,
+        nginx_conf_dir: str = layout.NGINX_CONF_DIR,
+        data_dirs: list[str] | tuple[str, ...] | None = None,
+    ) -> str:
+        data = (
+            data_dirs
+            if data_dirs is not None
+            else [f"{project_dir.rstrip('/')}/{d.removeprefix(BASE_DIR).lstrip('/')}" for d in layout.data_tier_dirs()]
         )
+        return commands.fact_script("existing-instance", project_dir, nginx_conf_dir, layout.MANAGED_HEADER, *data)
 
     def process(self, output: list[str]) -> dict:
         out = self.default()
@@ -168,7 +163,210 @@ class ExistingInstance(FactBase[dict]):
                 out["nginx_confs"].append(value)
             elif key == "upstream_pgdata":
                 out["upstream_pgdata"] = value == "yes"
+            elif key == "foreign_owned" and value:
+                out["foreign_owned"].append(value)
+            elif key == "database":
+                out["database"] = value == "yes"
         return out
+
+
+class MailDomain(FactBase[dict]):
+    """
+    Whether an e-mail domain can receive mail, decided as Mastodon decides it when it creates an
+    account (``email_mx_validator.rb``: DNS only, MX then A/AAAA, a null MX rejects), asked on the host
+    with its DNS servers: ``reachable``, ``unreachable`` or ``unknown`` (no ``python3`` on the host).
+    ``detail`` in the second word: ``no-records``, ``null-mx``, ``no-answer``, ``no-python3``.
+
+    + domain: the domain part of the address
+    """
+
+    @staticmethod
+    def default() -> dict:
+        return {"verdict": "unknown", "detail": "no-output"}
+
+    def command(self, domain: str) -> str:
+        return commands.python_probe("mail_domain", domain)
+
+    def process(self, output: list[str]) -> dict:
+        verdict, _, detail = _first_line(output).partition(" ")
+        if verdict not in ("reachable", "unreachable", "unknown"):
+            return self.default()
+        return {"verdict": verdict, "detail": detail.strip()}
+
+
+class HostLock(FactBase[dict]):
+    """
+    Takes the host's lock for this run (waiting at most ``timeout`` seconds) and keeps it until the
+    run's SSH connection closes: ``{"state": "acquired"}``, ``{"state": "busy", "since": "2026-..."}``
+    or ``{"state": "unsupported", "reason": ...}`` (no flock, or not over SSH). Not read-only like
+    the other facts: it is how a run takes the lock before any change, and it changes nothing else.
+
+    + run_id: this run's random id (the lock is taken once per run)
+    + timeout: seconds to wait for another holder
+    + path: the lock file
+    """
+
+    @staticmethod
+    def default() -> dict:
+        return {"state": "unsupported", "reason": "no-output"}
+
+    def command(self, run_id: str, timeout: int, path: str = layout.LOCK_FILE) -> str:
+        return commands.fact_script("host-lock", run_id, int(timeout), path)
+
+    def process(self, output: list[str]) -> dict:
+        word, _, rest = _first_line(output).partition(" ")
+        if word == "acquired":
+            return {"state": "acquired"}
+        if word == "busy":
+            return {"state": "busy", "since": rest.strip() or "unknown"}
+        return {"state": "unsupported", "reason": rest.strip() or "unknown"}
+
+
+class CertificateState(FactBase[dict]):
+    """
+    The domain's certificate, as the nginx-certbot container sees it::
+
+        {"proxy": True, "cert": True, "served": True, "nokey": False,
+         "server": "https://acme-v02.api.letsencrypt.org/directory" or None, "expires": "..."}
+
+    ``served``: port 443 hands out the very certificate of ``live/<domain>/``; ``nokey``: the image
+    parked the server block after a failed request; ``server``: the ACME directory of certbot's renewal
+    configuration (None: not certbot's, e.g. the local CA's). ``proxy`` False when nginx does not run.
+
+    + domain: the instance's domain
+    """
+
+    @staticmethod
+    def default() -> dict:
+        return {"proxy": False, "cert": False, "served": False, "nokey": False, "server": None, "expires": ""}
+
+    def command(self, domain: str) -> str:
+        return commands.fact_script("certificate-state", domain)
+
+    def process(self, output: list[str]) -> dict:
+        out = self.default()
+        out["proxy"] = True
+        for line in output:
+            key, _, value = line.strip().partition(" ")
+            if (key, value) == ("proxy", "down"):
+                return self.default()
+            if key in ("cert", "served", "nokey"):
+                out[key] = value == "yes"
+            elif key == "server":
+                out["server"] = None if value in ("", "none") else value
+            elif key == "expires":
+                out["expires"] = value
+        return out
+
+
+class PathsPresent(FactBase[list]):
+    """
+    Which of these paths exist, in one command: ``["/etc/systemd/system/x.timer", ...]``.
+
+    + paths: the paths (list or tuple)
+    """
+
+    @staticmethod
+    def default() -> list:
+        return []
+
+    def command(self, paths: list[str] | tuple[str, ...]) -> str:
+        tests = " ".join(f"[ -e {shlex.quote(p)} ] && echo {shlex.quote(p)};" for p in paths)
+        return f"{tests} true"
+
+    def process(self, output: list[str]) -> list:
+        return [line.strip() for line in output if line.strip()]
+
+
+class TimerRuns(FactBase[dict]):
+    """
+    The maintenance timers systemd knows, with their last run and the next:
+    ``{"mastodon-media-remove": {"result": "success", "last": "...", "next": "..."}}`` (absent: not installed).
+
+    + units: ``mastodon-<name>`` of each timer
+    """
+
+    @staticmethod
+    def default() -> dict:
+        return {}
+
+    def command(self, units: list[str] | tuple[str, ...]) -> str:
+        shows = " ".join(
+            f"if [ -e {shlex.quote(f'{layout.SYSTEMD_DIR}/{u}.timer')} ]; then "
+            f'echo "unit {u} $(systemctl show {shlex.quote(u + ".service")} -p Result --value 2>/dev/null)|'
+            f"$(systemctl show {shlex.quote(u + '.service')} -p ExecMainExitTimestamp --value 2>/dev/null)|"
+            f'$(systemctl show {shlex.quote(u + ".timer")} -p NextElapseUSecRealtime --value 2>/dev/null)"; fi;'
+            for u in units
+        )
+        return f"{shows} true"
+
+    def process(self, output: list[str]) -> dict:
+        out: dict[str, dict] = {}
+        for line in output:
+            word, _, rest = line.strip().partition(" ")
+            unit, _, fields = rest.partition(" ")
+            if word != "unit" or not unit:
+                continue
+            result, last, nxt = (fields.split("|") + ["", "", ""])[:3]
+            out[unit] = {"result": result, "last": last or "never", "next": nxt}
+        return out
+
+
+class FreeSpace(FactBase[dict]):
+    """
+    MiB free on the filesystem of each path (its nearest existing parent if it does not exist yet),
+    and of Docker's root as ``docker:<dir>``: ``{"/opt/mastodon": 51200, "docker:/var/lib/docker": ...}``.
+
+    + paths: the paths (list or tuple)
+    """
+
+    @staticmethod
+    def default() -> dict:
+        return {}
+
+    def command(self, paths: list[str] | tuple[str, ...]) -> str:
+        return commands.fact_script("free-space", *paths)
+
+    def process(self, output: list[str]) -> dict:
+        out: dict[str, int] = {}
+        for line in output:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "free" and parts[2].isdigit():
+                out[parts[1]] = int(parts[2])
+        return out
+
+
+class BackupInfo(FactBase[dict | None]):
+    """
+    A backup in ``layout.BACKUP_DIR``, as its manifest describes it, and which env files restoring it
+    would replace (compared on the host; no content or checksum comes back)::
+
+        {"name": "20261202T021500Z", "created": "2026-12-02T02:15:00Z", "mastodon_version": "v4.6.5",
+         "database_bytes": 9123456, "files": {"database.dump": 812345, ...},
+         "same": {"env.production": True, "env.db": True}}
+
+    ``None`` when there is no such backup (or none at all for ``latest``).
+
+    + backup: a backup's name, or ``latest`` for the newest
+    + root: the backups' folder
+    """
+
+    def command(self, backup: str, root: str = layout.BACKUP_DIR) -> str:
+        return commands.fact_script("backup-info", root, backup, BASE_DIR)
+
+    def process(self, output: list[str]) -> dict | None:
+        out: dict[str, Any] = {"files": {}, "same": {}}
+        for line in output:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in ("name", "created", "mastodon_version"):
+                out[parts[0]] = parts[1]
+            elif len(parts) == 2 and parts[0] == "database_bytes" and parts[1].isdigit():
+                out["database_bytes"] = int(parts[1])
+            elif len(parts) == 3 and parts[0] == "file" and parts[2].isdigit():
+                out["files"][parts[1]] = int(parts[2])
+            elif len(parts) == 3 and parts[0] == "same":
+                out["same"][parts[1]] = parts[2] == "yes"
+        return out if "name" in out else None
 
 
 class UidGidOwners(FactBase[dict]):
@@ -183,7 +381,7 @@ class UidGidOwners(FactBase[dict]):
     def default() -> dict:
         return {"user": None, "group": None}
 
-    def command(self, uid: int = MASTODON_UID, gid: int = MASTODON_GID) -> str:
+    def command(self, uid: int = layout.MASTODON_UID, gid: int = layout.MASTODON_GID) -> str:
         uid, gid = int(uid), int(gid)
         return (
             f"getent passwd {uid} | head -n 1 | cut -d: -f1 | sed 's/^/user=/'; "
@@ -199,76 +397,74 @@ class UidGidOwners(FactBase[dict]):
         return out
 
 
-class EnvFileDigests(FactBase[dict | None]):
+class EnvFileKeys(FactBase[dict | None]):
     """
-    A per-line digest of an env file, so the deploy can tell which keys are set and whether a line
-    would change, without the values ever leaving the host. ``None`` if the file does not exist, else::
+    Which keys an env file has, and its owner and mode; never a value, nor anything derived from one.
+    ``None`` if the file does not exist, else::
 
-        {
-            "mode": "600", "user": "mastodon", "group": "mastodon",
-            "readable": True,
-            "trailing_newline": True,     # the last byte is "\\n"
-            "lines": [[key_or_None, sha256hex], ...],
-        }
+        {"mode": "600", "user": "mastodon", "group": "mastodon", "readable": True,
+         "keys": {"LOCAL_DOMAIN": True, "SMTP_LOGIN": False, ...}}   # key -> has a value
 
-    One entry per line in file order; ``key`` is the part before ``=`` for ``KEY=...`` lines
-    (``None`` for comments, blank lines, anything else), the digest is sha256 of a key followed by
-    the line's bytes without the newline. Needs root (or the owner) for a 0600 file: ``readable``
-    says if it was read.
-
-    The key is the first line of the command's standard input (``host.get_fact(..., _stdin=key)``):
-    the deploy draws a random one per run and never prints it, so the digests that ``-vvv`` shows
-    cannot be used to guess a weak operator password (an SMTP password) offline. Without stdin the
-    key is empty and the digests are plain sha256 of the lines.
+    A key has no value when its line is ``KEY=``, ``KEY=""`` or ``KEY=''``. Needs root (or the owner)
+    for a 0600 file: ``readable`` says if it was read.
 
     + path: the env file
     """
 
     def command(self, path: str) -> str:
-        # IFS= and -r keep leading spaces and backslashes; the `|| [ -n "$l" ]` picks up a last line
-        # without newline. printf '%s' writes the line as is (no %-expansion of its contents).
-        # Keys are printed only when they are plain identifiers; everything else prints "-".
-        return (
-            # The key is read first, whatever follows: the command must not exit before its stdin
-            # is written, or the SSH channel closes under the writer.
-            'IFS= read -r key || key=""; '
-            f"f={shlex.quote(path)}; "
-            'if [ -f "$f" ]; then '
-            'echo "meta $(stat -L -c \'%a %U %G\' "$f") $(tail -c 1 "$f" | wc -l | tr -d \' \')"; '
-            'if [ -r "$f" ]; then '
-            'while IFS= read -r l || [ -n "$l" ]; do '
-            'h=$(printf \'%s%s\' "$key" "$l" | sha256sum); k=-; '
-            'case "$l" in [A-Za-z_]*=*) k=${l%%=*}; '
-            'case "$k" in *[!A-Za-z0-9_]*) k=- ;; esac ;; esac; '
-            'echo "line ${h%% *} $k"; '
-            'done < "$f"; '
-            "else echo unreadable; fi; "
-            "fi; true"
-        )
+        return commands.fact_script("env-file-keys", path)
 
     def process(self, output: list[str]) -> dict | None:
         result: dict[str, Any] | None = None
         for raw in output:
             parts = raw.split()
-            if not parts:
-                continue
-            if parts[0] == "meta" and len(parts) == 5:
-                result = {
-                    "mode": parts[1],
-                    "user": parts[2],
-                    "group": parts[3],
-                    "readable": True,
-                    "trailing_newline": parts[4] == "1",
-                    "lines": [],
-                }
+            if parts[:1] == ["meta"] and len(parts) == 4:
+                result = {"mode": parts[1], "user": parts[2], "group": parts[3], "readable": True, "keys": {}}
             elif result is None:
                 continue
-            elif parts[0] == "unreadable":
+            elif parts == ["unreadable"]:
                 result["readable"] = False
-            elif parts[0] == "line" and len(parts) == 3 and _SHA256_RE.fullmatch(parts[1]):
-                key = parts[2] if parts[2] != "-" and _ENV_KEY_RE.fullmatch(parts[2]) else None
-                result["lines"].append([key, parts[1]])
+            elif parts[:1] == ["key"] and len(parts) == 3 and _ENV_KEY_RE.fullmatch(parts[1]):
+                # The last line of a key wins, as in Compose's env_file.
+                result["keys"][parts[1]] = parts[2] == "set"
         return result
+
+
+class EnvFileDiff(FactBase[dict]):
+    """
+    How the planned content of an env file differs from the file, compared on the host::
+
+        {"exists": True, "readable": True, "same": False, "changed": ["LOCAL_DOMAIN", ...]}
+
+    The planned content travels on standard input, as ``envfile.Withheld`` (never printed, not even
+    with ``-vv``): ``host.get_fact(EnvFileDiff, path=..., _stdin=Withheld(payload))``. Only the names of
+    the keys that would change come back, so no output holds a secret or anything derived from one.
+
+    + path: the env file
+    """
+
+    @staticmethod
+    def default() -> dict:
+        # No answer at all (the compare failed): write, which is safe, rather than trust the file.
+        return {"exists": True, "readable": True, "same": False, "changed": []}
+
+    def command(self, path: str) -> str:
+        return commands.fact_script("env-file-compare", path)
+
+    def process(self, output: list[str]) -> dict:
+        out = {"exists": True, "readable": True, "same": False, "changed": []}
+        for raw in output:
+            parts = raw.split()
+            if parts == ["missing"]:
+                out["exists"] = False
+            elif parts == ["unreadable"]:
+                out["readable"] = False
+            elif parts == ["same"]:
+                out["same"] = True
+            elif parts[:1] == ["changed"] and len(parts) == 2 and _ENV_KEY_RE.fullmatch(parts[1]):
+                out["changed"].append(parts[1])
+        out["changed"].sort()
+        return out
 
 
 # The values docker inspect prints per container, as one JSON array per line. The template names
@@ -307,14 +503,7 @@ class ComposeServices(FactBase[dict]):
         return {}
 
     def command(self, project: str = COMPOSE_PROJECT) -> str:
-        label = shlex.quote(f"label=com.docker.compose.project={project}")
-        return (
-            f"if {_HAVE_DOCKER}; then "
-            f"ids=$(docker ps -aq --filter {label} 2>/dev/null); "
-            'if [ -n "$ids" ]; then '
-            f"docker inspect --format {shlex.quote(_INSPECT_FORMAT)} $ids 2>/dev/null; "
-            "fi; fi; true"
-        )
+        return f"if {_HAVE_DOCKER}; then {commands.inspect_containers(_INSPECT_FORMAT, project)}; fi; true"
 
     def process(self, output: list[str]) -> dict:
         services: dict[str, dict] = {}
@@ -326,7 +515,7 @@ class ComposeServices(FactBase[dict]):
                 continue
             if not isinstance(values, list) or len(values) != len(_INSPECT_FIELDS):
                 continue
-            item = dict(zip((name for name, _ in _INSPECT_FIELDS), values))
+            item = dict(zip((name for name, _ in _INSPECT_FIELDS), values, strict=True))
             service = item.pop("service")
             if not service or str(item.pop("oneoff")).lower() == "true":
                 continue
@@ -352,6 +541,9 @@ class ComposeUpPlan(FactBase[dict]):
     ``env_file`` contents) and the image of every container exactly as ``up`` does, which
     ``config --hash`` does not (its hash differs from the container label for services with an
     ``env_file`` in Compose 2.26). Only container names and actions are printed, never a value.
+    When every service is up to date, the host keeps a digest of what Compose compared
+    (``layout.COMPOSE_MEMO``, root only): a cache, like the migrations', that lets ``Converged``
+    answer the next run without a dry run; anything else removes it.
 
     + project_dir: the directory holding ``docker-compose.yml``
     """
@@ -364,11 +556,8 @@ class ComposeUpPlan(FactBase[dict]):
 
     def command(self, project_dir: str = BASE_DIR) -> str:
         compose_file = shlex.quote(f"{project_dir.rstrip('/')}/docker-compose.yml")
-        return (
-            f"if [ -f {compose_file} ] && {_HAVE_DOCKER}; then "
-            f"{compose_command(project_dir)} --dry-run up --detach --no-color 2>&1 | grep 'DRY-RUN MODE'; "
-            "fi; true"
-        )
+        plan = commands.up_dry_run_remembered(project_dir)
+        return f"if [ -f {compose_file} ] && {_HAVE_DOCKER}; then {plan}; fi; true"
 
     def process(self, output: list[str]) -> dict:
         prefix = f"{COMPOSE_PROJECT}-"
@@ -377,7 +566,7 @@ class ComposeUpPlan(FactBase[dict]):
             match = self._LINE.search(line)
             if not match or not match.group(1).startswith(prefix):
                 continue  # e.g. the temporary "<id>_mastodon-web-1" names of a recreate
-            service = match.group(1)[len(prefix):].rsplit("-", 1)[0]
+            service = match.group(1)[len(prefix) :].rsplit("-", 1)[0]
             actions.setdefault(service, match.group(2))  # the first action is the decision
         return actions
 
@@ -394,12 +583,7 @@ class ImageIds(FactBase[dict]):
         return {}
 
     def command(self, refs: list[str] | tuple[str, ...]) -> str:
-        lines = " ".join(
-            f"echo image {shlex.quote(ref)} "
-            f"\"$(docker image inspect --format '{{{{.Id}}}}' {shlex.quote(ref)} 2>/dev/null | head -n 1)\";"
-            for ref in refs
-        )
-        return f"if {_HAVE_DOCKER}; then {lines} fi; true" if refs else "true"
+        return f"if {_HAVE_DOCKER}; then {commands.image_ids(refs)} fi; true" if refs else "true"
 
     def process(self, output: list[str]) -> dict:
         ids: dict[str, str | None] = {}
@@ -409,27 +593,6 @@ class ImageIds(FactBase[dict]):
                 image_id = parts[2] if len(parts) == 3 else ""
                 ids[parts[1]] = image_id if _IMAGE_ID_RE.fullmatch(image_id) else None
         return ids
-
-
-def _psql(project_dir: str, sql: str) -> str:
-    # -tA: bare values; -X: ignore any psqlrc; ON_ERROR_STOP so a bad query is an error, not output.
-    return (
-        f"{compose_command(project_dir)} exec -T db "
-        f"psql -X -v ON_ERROR_STOP=1 -U {DB_USER} -d {DB_NAME} -tAc {shlex.quote(sql)}"
-    )
-
-
-def _sql_true(project_dir: str, sql: str) -> str:
-    # "yes" only when db runs and the query answers t; psql errors (no table yet...) mean "no".
-    test = (
-        f"{_HAVE_DOCKER} && {running_container_test('db')} && "
-        f'[ "$({_psql(project_dir, sql)} 2>/dev/null)" = t ]'
-    )
-    return _yes_no(test)
-
-
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class _YesNoFact(FactBase[bool]):
@@ -445,17 +608,14 @@ class _YesNoFact(FactBase[bool]):
 
 class PostgresReady(_YesNoFact):
     """
-    True when the running ``db`` service accepts connections (``pg_isready -U postgres``).
+    True when the running ``db`` service accepts connections (``pg_isready -h 127.0.0.1``: over TCP, as Rails connects).
 
     + project_dir: the directory holding ``docker-compose.yml``
     """
 
     def command(self, project_dir: str = BASE_DIR) -> str:
-        test = (
-            f"{_HAVE_DOCKER} && {running_container_test('db')} && "
-            f"{compose_command(project_dir)} exec -T db pg_isready -q -U {DB_USER} >/dev/null 2>&1"
-        )
-        return _yes_no(test)
+        test = f"{_HAVE_DOCKER} && {running_container_test('db')} && {commands.pg_isready(project_dir)} >/dev/null 2>&1"
+        return yes_no(test)
 
 
 class DatabaseInitialized(_YesNoFact):
@@ -466,7 +626,30 @@ class DatabaseInitialized(_YesNoFact):
     """
 
     def command(self, project_dir: str = BASE_DIR) -> str:
-        return _sql_true(project_dir, "SELECT to_regclass('public.schema_migrations') IS NOT NULL")
+        return sql_true(project_dir=project_dir, sql="SELECT to_regclass('public.schema_migrations') IS NOT NULL")
+
+
+# What DatabaseSeeded and OwnerAccount ask, as SQL expressions (Converged asks them too).
+SEEDED_SQL = (
+    "EXISTS (SELECT 1 FROM oauth_applications WHERE superapp) "
+    "AND EXISTS (SELECT 1 FROM accounts WHERE id = -99) "
+    "AND EXISTS (SELECT 1 FROM user_roles WHERE id = -99)"
+)
+
+
+def _owner_rows(username: str) -> str:
+    return (
+        "FROM accounts a JOIN users u ON u.account_id = a.id "
+        f"WHERE a.domain IS NULL AND lower(a.username) = lower({sql_literal(username)})"
+    )
+
+
+def owner_exists_sql(username: str) -> str:
+    return f"EXISTS (SELECT 1 {_owner_rows(username)})"
+
+
+def owner_never_signed_in_sql(username: str) -> str:
+    return f"EXISTS (SELECT 1 {_owner_rows(username)} AND u.sign_in_count = 0 AND u.current_sign_in_at IS NULL)"
 
 
 class DatabaseSeeded(_YesNoFact):
@@ -479,50 +662,97 @@ class DatabaseSeeded(_YesNoFact):
     """
 
     def command(self, project_dir: str = BASE_DIR) -> str:
-        sql = (
-            "SELECT EXISTS (SELECT 1 FROM oauth_applications WHERE superapp) "
-            "AND EXISTS (SELECT 1 FROM accounts WHERE id = -99) "
-            "AND EXISTS (SELECT 1 FROM user_roles WHERE id = -99)"
-        )
-        return _sql_true(project_dir, sql)
+        return sql_true(project_dir=project_dir, sql=f"SELECT {SEEDED_SQL}")
 
 
-class OwnerAccountExists(_YesNoFact):
+class OwnerAccount(FactBase[str]):
     """
-    True when a local account with this username exists and has a user (login) row.
+    The owner account's state, in one query: ``missing``, ``exists``, or ``lost``: it exists, has
+    never signed in, and its password file is gone, i.e. the run that created it failed after the
+    account was saved (``tootctl accounts create`` commits the account, then talks to Redis, and
+    prints the password only after that). ``missing`` also when db does not run.
 
     + project_dir: the directory holding ``docker-compose.yml``
     + username: the account's username (compared case-insensitively, as Mastodon does)
+    + password_file: where the deploy keeps the first password
     """
 
-    def command(self, project_dir: str = BASE_DIR, username: str = "admin") -> str:
-        sql = (
-            "SELECT EXISTS (SELECT 1 FROM accounts a JOIN users u ON u.account_id = a.id "
-            f"WHERE a.domain IS NULL AND lower(a.username) = lower({_sql_literal(username)}))"
+    @staticmethod
+    def default() -> str:
+        return "missing"
+
+    def command(
+        self, project_dir: str = BASE_DIR, username: str = "admin", password_file: str = layout.ADMIN_PASSWORD_FILE
+    ) -> str:
+        exists = commands.psql(f"SELECT {owner_exists_sql(username)}", project_dir)
+        never = commands.psql(f"SELECT {owner_never_signed_in_sql(username)}", project_dir)
+        return (
+            f'if {_HAVE_DOCKER} && {running_container_test("db")} && [ "$({exists} 2>/dev/null)" = t ]; then '
+            f'if [ ! -e {shlex.quote(password_file)} ] && [ "$({never} 2>/dev/null)" = t ]; then echo lost; '
+            "else echo exists; fi; else echo missing; fi; true"
         )
-        return _sql_true(project_dir, sql)
+
+    def process(self, output: list[str]) -> str:
+        word = _first_line(output)
+        return word if word in ("missing", "exists", "lost") else "missing"
 
 
 class PendingMigrations(FactBase[bool | None]):
     """
-    Whether the database has migrations the running ``web`` image has not applied
-    (``rails db:abort_if_pending_migrations`` in the running web container, post-deployment ones
-    included): True/False, ``None`` when web is not running or the check could not tell.
+    Whether the database has migrations the running ``web`` image has not applied, post-deployment
+    ones included: True/False, ``None`` when web is not running or the check could not tell.
+
+    Exact, and with no Rails boot: Rails counts a migration as pending when the version of one of its
+    files (``db/migrate``, ``db/post_migrate``) is missing from ``schema_migrations``; the image's
+    versions are listed once per image id (``docker exec ... ls``) and kept on the host
+    (``layout.MIGRATIONS_CACHE_DIR``), ``schema_migrations`` is read with psql in the db container.
 
     + project_dir: the directory holding ``docker-compose.yml``
+    + cache_dir: where the image's migration versions are kept, one file per image id
     """
 
-    def command(self, project_dir: str = BASE_DIR) -> str:
-        # Rails' output stays in a shell variable: only a token comes back.
-        return (
-            f"if {_HAVE_DOCKER} && {running_container_test('web')}; then "
-            f"out=$({compose_command(project_dir)} exec -T web "
-            "bundle exec rails db:abort_if_pending_migrations 2>&1); rc=$?; "
-            'if [ "$rc" -eq 0 ]; then echo none; '
-            'elif printf \'%s\' "$out" | grep -q "pending migration"; then echo pending; '
-            "else echo unknown; fi; "
-            "fi; true"
-        )
+    def command(self, project_dir: str = BASE_DIR, cache_dir: str = layout.MIGRATIONS_CACHE_DIR) -> str:
+        return commands.fact_script("pending-migrations", cache_dir, project_dir=project_dir)
 
     def process(self, output: list[str]) -> bool | None:
         return {"none": False, "pending": True}.get(_first_line(output))
+
+
+class Converged(FactBase[dict]):
+    """
+    Whether the host is exactly as a deploy would leave it, in one command (``sh/converged.sh``)::
+
+        {"converged": True, "concern": "", "what": ""}
+        {"converged": False, "concern": "file", "what": "/opt/mastodon/docker-compose.yml"}
+
+    It compares what ``desired`` declares (folders, files with their digests, the env files byte for
+    byte, the user and group, the timers) and asks what the stages would ask: every service running,
+    healthy and on its reference's image, Compose's inputs unchanged since its last dry run found
+    nothing to do (``sh/compose-memo.sh``), no pending migration, the seed and the owner account,
+    443 serving the domain's certificate from the right CA, free space, and nothing the checks before
+    a deploy would refuse. Only the first difference comes back, as a word and a path, unit or
+    service; the env files' planned content travels withheld on stdin
+    (``host.get_fact(Converged, args=..., _stdin=Withheld(payload))``).
+
+    Conservative by design: anything it cannot tell is a difference, and the deploy then runs in
+    full, which is always right, only slower.
+
+    + args: the script's arguments (``desired.converged_check``); never a secret
+    """
+
+    @staticmethod
+    def default() -> dict:
+        return {"converged": False, "concern": "no-answer", "what": ""}
+
+    def command(self, args: tuple[str, ...]) -> str:
+        return commands.fact_script("converged", *args)
+
+    def process(self, output: list[str]) -> dict:
+        for line in output:
+            words = line.split(maxsplit=2)
+            if words == ["converged"]:
+                return {"converged": True, "concern": "", "what": ""}
+            if words[:1] == ["differs"]:
+                concern = words[1] if len(words) > 1 else "unknown"
+                return {"converged": False, "concern": concern, "what": words[2] if len(words) > 2 else ""}
+        return self.default()

@@ -4,15 +4,29 @@ Rendering of the files in ``templates/``: one Jinja2 environment for the deploy 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from . import settings
+from . import layout, settings, versions
 from .envfile import quote_env_value
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+def _templates_dir() -> Path:
+    """
+    The templates: ``pyinfra_mastodon/templates`` in an installed wheel (pyproject.toml maps the
+    repository's ``templates/`` there), the repository's ``templates/`` in a checkout.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / "docker-compose.yml.j2").is_file():
+            return candidate
+    raise FileNotFoundError(f"no templates next to {package}: the package is installed without its templates")
+
+
+TEMPLATES_DIR = _templates_dir()
 
 _ENV = Environment(
     loader=FileSystemLoader(str(TEMPLATES_DIR)),
@@ -22,6 +36,8 @@ _ENV = Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
+
+
 def _env_value(value) -> str:
     if isinstance(value, bool):  # Mastodon reads "true"/"false"
         value = "true" if value else "false"
@@ -31,17 +47,18 @@ def _env_value(value) -> str:
 _ENV.filters["env_value"] = _env_value
 
 
+def db_data_dir(cfg: Any) -> str:
+    """The db service's data folder for the PostgreSQL major of the host's db image."""
+    return layout.db_data_dir(versions.postgres_major(cfg.images["db"]))
+
+
 def _context(cfg: Any) -> dict[str, Any]:
+    db = replace(layout.SERVICES_BY_NAME["db"], data_dir=db_data_dir(cfg))
     return {
         "cfg": cfg,
-        "project": settings.COMPOSE_PROJECT,
-        "uid": settings.MASTODON_UID,
-        "gid": settings.MASTODON_GID,
-        "db_name": settings.DB_NAME,
-        "db_user": settings.DB_USER,
-        "letsencrypt_dir": settings.LETSENCRYPT_DIR,
-        "nginx_conf_dir": settings.NGINX_CONF_DIR,
-        "local_ca_dir": settings.LOCAL_CA_DIR,
+        "layout": layout,
+        # service name -> its record: templates say `services.db.data_dir`, never "postgres14"
+        "services": {**layout.SERVICES_BY_NAME, "db": db},
         "secret_keys": list(settings.SECRET_ENV_KEYS),
     }
 
@@ -54,3 +71,8 @@ def render(template: str, cfg: Any) -> str:
     + cfg: the host's ``settings.MastodonConfig``
     """
     return _ENV.get_template(template).render(**_context(cfg))
+
+
+def render_with(template: str, cfg: Any, **extra: Any) -> str:
+    """``render`` with more names in the template's context (e.g. one timer's record)."""
+    return _ENV.get_template(template).render(**_context(cfg), **extra)

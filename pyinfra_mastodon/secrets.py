@@ -237,6 +237,47 @@ FORMATS = {
 }
 
 
+# What a value given in host data must be: what Mastodon and Rails accept, not the generators' formats,
+# so that an instance whose secrets were made another way (YunoHost: 128 alphanumerics) can move here.
+# Rails (railties configuration.rb, secret_key_base=) takes any non-blank string; Mastodon's
+# config/initializers/active_record_encryption.rb aborts on a blank value or one ending in
+# DO_NOT_USE_IN_PRODUCTION; the webpush gem needs real P-256 keys. Compose-safety is checked apart.
+#
+
+TEST_ONLY_SUFFIX = "DO_NOT_USE_IN_PRODUCTION"
+
+
+def _not_blank(value: object) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _active_record_override(value: object) -> bool:
+    return _not_blank(value) and not str(value).endswith(TEST_ONLY_SUFFIX)
+
+
+OVERRIDE_VALIDATORS = {
+    SECRET_KEY_BASE: _not_blank,
+    OTP_SECRET: _not_blank,
+    VAPID_PRIVATE_KEY: is_valid_vapid_private_key,
+    VAPID_PUBLIC_KEY: is_valid_vapid_public_key,
+    AR_DETERMINISTIC_KEY: _active_record_override,
+    AR_KEY_DERIVATION_SALT: _active_record_override,
+    AR_PRIMARY_KEY: _active_record_override,
+}
+
+_ANY_RAILS = "any value that is not blank (Rails accepts any non-blank secret_key_base)"
+_ANY_AR = f"any value that is not blank and does not end in {TEST_ONLY_SUFFIX} (Mastodon aborts on those)"
+OVERRIDE_FORMATS = {
+    SECRET_KEY_BASE: _ANY_RAILS,
+    OTP_SECRET: _ANY_RAILS,
+    VAPID_PRIVATE_KEY: FORMATS[VAPID_PRIVATE_KEY],
+    VAPID_PUBLIC_KEY: FORMATS[VAPID_PUBLIC_KEY],
+    AR_DETERMINISTIC_KEY: _ANY_AR,
+    AR_KEY_DERIVATION_SALT: _ANY_AR,
+    AR_PRIMARY_KEY: _ANY_AR,
+}
+
+
 # Per-key generation
 #
 

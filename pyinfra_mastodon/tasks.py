@@ -9,36 +9,53 @@ Operator tasks, each one command for one host (``--limit HOST``) or the whole fl
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import server
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.api.command import StringCommand
+from pyinfra.operations import python, server
 
-from .deploy import validated_config
-from .facts import ComposeServices, PostgresReady
-from .operations import compose
-from .settings import BASE_DIR, COMPOSE_PROJECT, DEFAULTS, SERVICES
-from .stages import database, services
+from . import commands, layout, preflight
+from .deploy import run_stages, select, validated_config
+from .errors import DeployRefused
+from .facts import CertificateState, ComposeServices, FreeSpace, PostgresReady, TimerRuns
+from .operations import adopt_upstream_data, change_postgres_major, restore_backup
+from .render import render
+from .settings import DEFAULTS
+from .stages import database, services, system
 
 
-@deploy("Start Mastodon")
+def _locked_config():
+    """This host's validated settings, with the host's lock taken (every task that acts takes it)."""
+    cfg = validated_config()
+    preflight.take_lock(cfg)
+    return cfg
+
+
+@deploy("Start Mastodon", data_defaults=DEFAULTS)
 def start() -> None:
     """Start every service (those already running are left alone) and wait until healthy."""
+    _locked_config()
     server.shell(
         name="Start all services",
-        commands=[compose("up --detach --wait --remove-orphans")],
+        commands=[commands.compose("up --detach --wait --remove-orphans")],
     )
 
 
-@deploy("Stop Mastodon")
+@deploy("Stop Mastodon", data_defaults=DEFAULTS)
 def stop() -> None:
     """Stop every service; containers and data stay, ``start`` brings them back."""
-    server.shell(name="Stop all services", commands=[compose("stop")])
+    _locked_config()
+    server.shell(name="Stop all services", commands=[commands.compose("stop")])
 
 
-@deploy("Restart Mastodon")
+@deploy("Restart Mastodon", data_defaults=DEFAULTS)
 def restart() -> None:
     """Restart every service."""
-    server.shell(name="Restart all services", commands=[compose("restart")])
+    _locked_config()
+    server.shell(name="Restart all services", commands=[commands.compose("restart")])
 
 
 @deploy("Migrate Mastodon", data_defaults=DEFAULTS)
@@ -47,11 +64,8 @@ def migrate() -> None:
     Run pending migrations in the deploy's order: pre-deployment, restart on the configured
     version, post-deployment. Does nothing when none are pending.
     """
-    cfg = validated_config()
-    database.migrate_before(cfg)
-    services.start_all(cfg)
-    post = database.migrate_after()
-    services.restart_after(cfg, [post])
+    stages = select(database.migrate_before, services.start_all, database.migrate_after, services.restart_after)
+    run_stages(_locked_config(), stages)
 
 
 @deploy("Create the Mastodon owner account", data_defaults=DEFAULTS)
@@ -60,25 +74,156 @@ def create_admin() -> None:
     Create the owner account (``mastodon_admin_username``/``mastodon_admin_email``) if it is missing;
     its password goes to the root-only file /root/mastodon-admin-password, never to the terminal.
     """
-    cfg = validated_config()
-    database.owner(cfg)
+    run_stages(_locked_config(), select(database.owner))
+
+
+@deploy("Adopt an instance laid out by upstream's compose file", data_defaults=DEFAULTS)
+def adopt_upstream() -> None:
+    """
+    Make the data of an instance set up with upstream's compose file (its folders copied to
+    /opt/mastodon, its containers stopped) usable by the deploy: the mastodon user, PostgreSQL's data
+    moved into ``postgres14/pgdata``, and ``postgres14`` and ``redis`` owned by uid 991. ``--dry``
+    says what would move and change owner. Run the deploy afterwards.
+    """
+    preflight.check_prerequisites()
+    cfg = _locked_config()
+    run_stages(cfg, select(system.apply))
+    adopt_upstream_data(name="Move upstream's data into this deploy's layout and owner")
 
 
 @deploy("Mastodon database status")
 def db_status() -> None:
-    """Say whether PostgreSQL accepts connections (``pg_isready -U postgres`` in the db service)."""
-    ready = host.get_fact(PostgresReady, project_dir=BASE_DIR)
+    """Say whether PostgreSQL accepts connections (``pg_isready`` over TCP in the db service)."""
+    ready = host.get_fact(PostgresReady, project_dir=layout.BASE_DIR)
     host.log(f"PostgreSQL {'accepts connections' if ready else 'is NOT ready'}")
 
 
-@deploy("Mastodon service status")
+@deploy("Mastodon service status", data_defaults=DEFAULTS)
 def status() -> None:
-    """One line per compose service: state, health, image."""
-    found = host.get_fact(ComposeServices, project=COMPOSE_PROJECT) or {}
-    for service in SERVICES:
+    """
+    One line per compose service (state, health, image), then the certificate's expiry, the free
+    space of the instance's and Docker's filesystems, and the last and next run of each timer.
+    """
+    cfg = validated_config()
+    found = host.get_fact(ComposeServices, project=layout.COMPOSE_PROJECT) or {}
+    for service in layout.service_names():
         info = found.get(service)
         if info is None:
             host.log(f"{service:<10} missing")
             continue
         health = f" ({info['health']})" if info.get("health") else ""
         host.log(f"{service:<10} {info['state']}{health}  {info['image']}  since {info['started_at']}")
+    cert = host.get_fact(CertificateState, domain=cfg.domain)
+    served = "served on 443" if cert["served"] else "NOT served on 443"
+    expiry = f"expires {cert['expires']}" if cert["cert"] else "none in /etc/letsencrypt/live"
+    host.log(f"{'certificate':<10} {cfg.domain}: {expiry}, {served}")
+    for path, mib in host.get_fact(FreeSpace, paths=(layout.BASE_DIR,)).items():
+        host.log(f"{'disk':<10} {mib} MiB free for {path.removeprefix('docker:')}")
+    runs = host.get_fact(TimerRuns, units=[t.unit for t in layout.TIMERS])
+    for timer in layout.TIMERS:
+        run = runs.get(timer.unit)
+        if run is None:
+            host.log(f"{'timer':<10} {timer.name}: off")
+        else:
+            host.log(f"{'timer':<10} {timer.name}: last run {run['last']} ({run['result']}), next {run['next']}")
+
+
+def _run_shown(command: str, what: str) -> None:
+    # python.call runs this at execution time: the output is shown, line by line, on the host's prefix.
+    # with the operation's connector arguments (_sudo...), as pyinfra runs an operation's commands
+    arguments = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+    status, output = host.run_shell_command(StringCommand(command), print_output=False, **arguments)
+    for line in output.stdout_lines + output.stderr_lines:
+        host.log(line)
+    if not status:
+        raise RuntimeError(f"{what} failed on {host.name}")
+
+
+def _run_tootctl(words: list[str]) -> None:
+    _run_shown(commands.tootctl(words), f"tootctl {' '.join(words)}")
+
+
+@deploy("Run a tootctl command", data_defaults=DEFAULTS)
+def tootctl() -> None:
+    """
+    Run the tootctl command of ``mastodon_tootctl`` (``--data mastodon_tootctl='accounts approve alice'``)
+    in a one-off web container on each host, and show its output. Its words are checked before any
+    host is touched: only letters, digits and ``@._:/=,+-``, each passed as one argument, never to a shell.
+    """
+    cfg = _locked_config()
+    if not cfg.tootctl:
+        raise DeployRefused(
+            f"host '{host.name}': setting 'mastodon_tootctl' is empty: say which command, "
+            "e.g. --data mastodon_tootctl='media usage'"
+        )
+    python.call(name=f"tootctl {cfg.tootctl}", function=_run_tootctl, words=cfg.tootctl.split())
+
+
+@deploy("Back up Mastodon", data_defaults=DEFAULTS)
+def backup() -> None:
+    """
+    Take a backup into a folder of its own in /var/backups/mastodon (root only): the database
+    (``pg_dump -Fc``), ``.env.production`` and ``.env.db``, the owner's password file, the media
+    without the cache, and a manifest with checksums; then remove the backups beyond the retention
+    (``mastodon_backup_keep_daily``/``_weekly``). Everything happens on the host: no secret comes back.
+    Refused, before anything is written, when the filesystem lacks the database's size plus the
+    media's plus ``mastodon_min_free_mb``.
+    """
+    cfg = _locked_config()
+    python.call(
+        name=f"Back up the database, the env files and the media into {layout.BACKUP_DIR}",
+        function=_run_shown,
+        command=commands.job_script("backup", cfg.min_free_mb, cfg.backup_keep_daily, cfg.backup_keep_weekly),
+        what="the backup",
+    )
+
+
+@deploy("Restore Mastodon from a backup", data_defaults=DEFAULTS)
+def restore() -> None:
+    """
+    Restore the backup ``mastodon_restore_from`` (``latest``, the default, or a folder name of
+    /var/backups/mastodon): env files, database, media; services stopped, then started and healthy.
+    ``--dry`` says what it would replace. On a new server: deploy, copy the backup's folder there, restore.
+    """
+    cfg = _locked_config()
+    restore_backup(
+        name=f"Restore the backup {cfg.restore_from}",
+        backup=cfg.restore_from,
+        version=cfg.version,
+        wait_timeout=cfg.healthy_timeout,
+    )
+
+
+@deploy("Upgrade PostgreSQL to a new major", data_defaults=DEFAULTS)
+def postgres_upgrade() -> None:
+    """
+    Move the database to the PostgreSQL major of ``mastodon_postgres_upgrade_image`` (default
+    ``postgres:17-alpine``): the application stops, the database is dumped, the new major starts in a
+    folder of its own (``postgres17/pgdata``), the dump is restored and every table's row count
+    compared, then everything starts again, healthy. The old folder stays for ``postgres_rollback``.
+    Afterwards set ``mastodon_postgres_image`` to that image. ``--dry`` says what it would do.
+    """
+    cfg = _locked_config()
+    target = replace(cfg, postgres_image=cfg.postgres_upgrade_image)
+    change_postgres_major(
+        name=f"Upgrade PostgreSQL to {cfg.postgres_upgrade_image}",
+        image=cfg.postgres_upgrade_image,
+        compose_file=render("docker-compose.yml.j2", target),
+        wait_timeout=cfg.healthy_timeout,
+    )
+
+
+@deploy("Roll PostgreSQL back to an older major", data_defaults=DEFAULTS)
+def postgres_rollback() -> None:
+    """
+    Go back to the major of ``mastodon_postgres_image`` (put the old image back in the settings
+    first), in the folder ``postgres_upgrade`` left: the database as it was before the upgrade.
+    """
+    cfg = _locked_config()
+    change_postgres_major(
+        name=f"Roll PostgreSQL back to {cfg.images['db']}",
+        image=cfg.images["db"],
+        compose_file=render("docker-compose.yml.j2", cfg),
+        rollback=True,
+        wait_timeout=cfg.healthy_timeout,
+    )

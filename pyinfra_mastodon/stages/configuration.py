@@ -1,64 +1,47 @@
 """
 Stage 2: the configuration files: ``.env.db``, ``.env.production`` (with its secrets),
-``docker-compose.yml`` and the nginx server block.
+``docker-compose.yml`` and the nginx server block; server blocks of a former domain go.
 """
 
 from __future__ import annotations
 
-from io import StringIO
+from dataclasses import replace
 
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from .. import settings
+from .. import desired, layout
 from ..operations import secret_env_file
-from ..render import render
+from . import Outcome, create_folder, put_file
 
 
-def apply(cfg) -> dict[str, OperationMeta]:
-    """Write the four files; returns the operations, for the stages that react to their changes."""
-    base = settings.BASE_DIR
-    ops: dict[str, OperationMeta] = {}
-    ops["env_db"] = secret_env_file(
-        name=f"Write {base}/.env.db",
-        path=f"{base}/.env.db",
-        rendered=render("env.db.j2", cfg),
-    )
-    ops["env_production"] = secret_env_file(
-        name=f"Write {base}/.env.production (secrets kept, never shown)",
-        path=f"{base}/.env.production",
-        rendered=render("env.production.j2", cfg),
-        overrides=cfg.secret_overrides,
-    )
-    ops["compose"] = files.put(
-        name=f"Write {base}/docker-compose.yml",
-        src=StringIO(render("docker-compose.yml.j2", cfg)),
-        dest=f"{base}/docker-compose.yml",
-        user=settings.MASTODON_USER,
-        group=settings.MASTODON_USER,
-        mode="644",
-    )
-    if cfg.certbot_local_ca:
-        files.directory(
-            name=f"Create {settings.LOCAL_CA_DIR} (local CA key, root only)",
-            path=settings.LOCAL_CA_DIR,
-            user="root",
-            group="root",
-            mode="700",
+def apply(cfg, done: Outcome) -> Outcome:
+    """Write the four files; returns the proxy's configuration changes for its reload."""
+    for folder in desired.config_folders(cfg):
+        create_folder(folder)
+    for env in desired.env_files(cfg):
+        secret_env_file(
+            name=f"Write {env.path}{env.note}",
+            path=env.path,
+            rendered=env.rendered,
+            overrides=env.overrides,
+            user=env.user,
+            group=env.group,
+            mode=env.mode,
         )
-    conf = f"{settings.NGINX_CONF_DIR}/{cfg.domain}.conf"
-    ops["nginx"] = files.put(
-        name=f"Write {conf}",
-        src=StringIO(render("nginx-site.conf.j2", cfg)),
-        dest=conf,
-        user="root",
-        group="root",
-        mode="644",
-    )
-    return ops
+    for path in desired.absent_config_files(cfg):
+        files.file(name=f"Remove {path} (no restic repository)", path=path, present=False)
+    # Compose compares the env files' contents itself: the services stage needs no link to these.
+    put_file(desired.compose_file(cfg))
+    ca = desired.local_ca_folder(cfg)
+    if ca:
+        create_folder(ca, " (local CA key, root only)")
+    nginx = put_file(desired.nginx_file(cfg))
+    stale = _remove_stale_server_blocks(cfg, done.existing.get("nginx_confs", []))
+    return replace(done, proxy_config=(nginx, *stale))
 
 
-def remove_stale_server_blocks(cfg, managed_confs: list[str]) -> list[OperationMeta]:
+def _remove_stale_server_blocks(cfg, managed_confs: list[str]) -> list[OperationMeta]:
     """
     Remove the server blocks this deploy wrote for a former domain (an instance started over on a
     new one): two blocks would both claim ``default_server`` and the same upstream, and nginx would
@@ -66,7 +49,7 @@ def remove_stale_server_blocks(cfg, managed_confs: list[str]) -> list[OperationM
 
     + managed_confs: the ``.conf`` files in ``user_conf.d`` that carry this deploy's header
     """
-    current = f"{settings.NGINX_CONF_DIR}/{cfg.domain}.conf"
+    current = layout.nginx_conf(cfg.domain)
     return [
         files.file(name=f"Remove {path} (server block of a former domain)", path=path, present=False)
         for path in managed_confs

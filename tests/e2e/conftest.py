@@ -6,8 +6,7 @@ state) once per test session; modules that need a fresh server call ``sandbox.re
 """
 
 import pytest
-
-from deploy_helpers import Sandbox
+from toolkit import Sandbox
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,10 @@ operation runs, with ONE line naming the host and the setting, on a fresh host A
 runs an instance. Every case runs twice: first against the fresh host (all fresh-host tests are defined,
 so run, before the instance is deployed), then against the running instance.
 
-"Nothing changed" = files, modes and owners of /opt/mastodon (without the database and redis data),
-/data/nginx, /etc/letsencrypt, /etc/passwd, /etc/group, /etc/shadow, /etc/gshadow and the owner password
-file, plus the id and StartedAt of every compose container. Values with shell syntax carry a canary
+"Nothing changed" = the host snapshot (toolkit.snapshot) is the same: files, modes and owners of
+/opt/mastodon (without the data the services write: database, redis, uploads), /data/nginx,
+/etc/letsencrypt, /etc/passwd, /etc/group, /etc/shadow, /etc/gshadow and the owner password file, plus
+the id, StartedAt, restart count and status of every compose container. Values with shell syntax carry a canary
 (`touch /tmp/sec-canary-...`) that must never be created, locally or on the host.
 """
 
@@ -17,18 +18,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from security_helpers import (
-    SANDBOX_SETTINGS,
-    SecretBag,
-    connection_data,
-    read_host_secrets,
-    run,
-    safe_tail,
-    state_diff,
-    state_lines,
-    write_inventory,
-)
+from toolkit import SANDBOX_SETTINGS, SecretBag, Snapshot, connection_data, run_pyinfra, snapshot, write_inventory
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +27,7 @@ SH = f"$(touch {CANARY}-dollar)"
 BT = f"`touch {CANARY}-backtick`"
 SEMI = f";touch {CANARY}-semicolon"
 VAPID_PRIVATE = base64.urlsafe_b64encode(os.urandom(32)).decode()  # right format, no public key given
-BAD_SECRET = "ABCDEF0123456789" * 8  # 128 upper-case hex: not Rails' format
+BAD_SECRET = "ABCDEF0123456789" * 8 + "DO_NOT_USE_IN_PRODUCTION"  # Mastodon aborts on this suffix
 
 # (id, --data values (raw "key=text", parsed by pyinfra), expected setting in the message, value never to print)
 DATA_CASES = [
@@ -59,7 +49,12 @@ DATA_CASES = [
     ("version-space", ['mastodon_version="v4.6.5 latest"'], "mastodon_version", None),
     ("web-image-space", ['mastodon_web_image="ghcr.io/mastodon/mastodon :v4.6.5"'], "mastodon_web_image", None),
     ("web-image-dollar-paren", [f'mastodon_web_image="ghcr.io/{SH}/mastodon:v4.6.5"'], "mastodon_web_image", None),
-    ("postgres-image-semicolon", [f'mastodon_postgres_image="postgres:14-alpine{SEMI}"'], "mastodon_postgres_image", None),
+    (
+        "postgres-image-semicolon",
+        [f'mastodon_postgres_image="postgres:14-alpine{SEMI}"'],
+        "mastodon_postgres_image",
+        None,
+    ),
     ("nginx-image-upper-case", ['mastodon_nginx_image="Jonasal/nginx-certbot:latest"'], "mastodon_nginx_image", None),
     ("admin-username-dollar-paren", [f'mastodon_admin_username="admin{SH}"'], "mastodon_admin_username", None),
     ("admin-username-upper-case", ['mastodon_admin_username="Admin"'], "mastodon_admin_username", None),
@@ -68,10 +63,25 @@ DATA_CASES = [
     ("admin-email-control-char", ['mastodon_admin_email="admin@sandbox.test\\u0007"'], "mastodon_admin_email", None),
     ("smtp-server-semicolon", [f'mastodon_smtp_server="smtp.sandbox.test{SEMI}"'], "mastodon_smtp_server", None),
     ("smtp-login-quote-and-specials", [f'mastodon_smtp_login="it\'s {SH}"'], "mastodon_smtp_login", None),
-    ("smtp-password-quote-and-specials", ['mastodon_smtp_password="s3cr3t-pw-it\'s-$HOME"'], "mastodon_smtp_password", "s3cr3t-pw-it's-$HOME"),
-    ("smtp-password-newline", ['mastodon_smtp_password="s3cr3t-pw-line1\\nline2"'], "mastodon_smtp_password", "s3cr3t-pw-line1"),
+    (
+        "smtp-password-quote-and-specials",
+        ['mastodon_smtp_password="s3cr3t-pw-it\'s-$HOME"'],
+        "mastodon_smtp_password",
+        "s3cr3t-pw-it's-$HOME",
+    ),
+    (
+        "smtp-password-newline",
+        ['mastodon_smtp_password="s3cr3t-pw-line1\\nline2"'],
+        "mastodon_smtp_password",
+        "s3cr3t-pw-line1",
+    ),
     ("smtp-from-no-at", ['mastodon_smtp_from_address="notifications"'], "mastodon_smtp_from_address", None),
-    ("smtp-port-as-string", ['mastodon_smtp_port="587"'.replace('="587"', "='\"587\"'").replace("'", "")], "mastodon_smtp_port", None),
+    (
+        "smtp-port-as-string",
+        ['mastodon_smtp_port="587"'.replace('="587"', "='\"587\"'").replace("'", "")],
+        "mastodon_smtp_port",
+        None,
+    ),
     ("smtp-port-out-of-range", ["mastodon_smtp_port=70000"], "mastodon_smtp_port", None),
     ("bool-as-string", ['mastodon_certbot_local_ca="true"'], "mastodon_certbot_local_ca", None),
     ("int-as-bool", ["mastodon_postgres_wait_timeout=true"], "mastodon_postgres_wait_timeout", None),
@@ -79,32 +89,66 @@ DATA_CASES = [
     ("extra-env-bad-key", ['mastodon_extra_env={"BAD KEY": "x"}'], "mastodon_extra_env", None),
     ("extra-env-key-dollar-paren", [f'mastodon_extra_env={{"{SH}": "x"}}'], "mastodon_extra_env", None),
     ("extra-env-managed-key", ['mastodon_extra_env={"SECRET_KEY_BASE": "x"}'], "mastodon_extra_env", None),
-    ("extra-env-value-quote-and-specials", [f'mastodon_extra_env={{"S3_SECRET": "xs3cr3t-\'{SH}"}}'], "mastodon_extra_env", "xs3cr3t-'"),
-    ("extra-env-value-newline", ['mastodon_extra_env={"S3_SECRET": "xs3cr3t-a\\nLOCAL_DOMAIN=evil.test"}'], "mastodon_extra_env", "xs3cr3t-a"),
+    (
+        "extra-env-value-quote-and-specials",
+        [f'mastodon_extra_env={{"S3_SECRET": "xs3cr3t-\'{SH}"}}'],
+        "mastodon_extra_env",
+        "xs3cr3t-'",
+    ),
+    (
+        "extra-env-value-newline",
+        ['mastodon_extra_env={"S3_SECRET": "xs3cr3t-a\\nLOCAL_DOMAIN=evil.test"}'],
+        "mastodon_extra_env",
+        "xs3cr3t-a",
+    ),
     ("extra-env-not-a-dict", ['mastodon_extra_env="A=1"'], "mastodon_extra_env", None),
     ("misspelt-setting", ["mastodon_zoen=sandbox.test"], "mastodon_zoen", None),
     ("bare-setting-name", ["zone=sandbox.test"], "zone", None),
-    ("secret-override-wrong-format", [f'mastodon_secret_key_base="{BAD_SECRET}"'], "mastodon_secret_key_base", BAD_SECRET),
-    ("otp-override-too-short", ['mastodon_otp_secret="abcdef0123456789"'], "mastodon_otp_secret", "abcdef0123456789"),
-    ("vapid-private-without-public", [f'mastodon_vapid_private_key="{VAPID_PRIVATE}"'], "mastodon_vapid_public_key", VAPID_PRIVATE),
+    (
+        "ar-key-override-test-only",
+        [f'mastodon_active_record_encryption_primary_key="{BAD_SECRET}"'],
+        "mastodon_active_record_encryption_primary_key",
+        BAD_SECRET,
+    ),
+    ("otp-override-blank", ['mastodon_otp_secret="          "'], "mastodon_otp_secret", None),
+    (
+        "secret-override-not-writable",
+        ['mastodon_secret_key_base="s3cr3t-it\'s-$HOME"'],
+        "mastodon_secret_key_base",
+        "s3cr3t-it's",
+    ),
+    (
+        "vapid-private-without-public",
+        [f'mastodon_vapid_private_key="{VAPID_PRIVATE}"'],
+        "mastodon_vapid_public_key",
+        VAPID_PRIVATE,
+    ),
 ]
 # the "smtp-port-as-string" entry must be the string "587" in JSON: --data mastodon_smtp_port='"587"'
-DATA_CASES = [
-    (i, ['mastodon_smtp_port="587"'] if i == "smtp-port-as-string" else d, k, s) for i, d, k, s in DATA_CASES
-]
+DATA_CASES = [(i, ['mastodon_smtp_port="587"'] if i == "smtp-port-as-string" else d, k, s) for i, d, k, s in DATA_CASES]
 
 # (id, {host name: extra data}, host named in the message, expected setting)
 INVENTORY_CASES = [
     ("zone-missing", {"sandbox": {"mastodon_zone": None}}, "sandbox", "mastodon_zone"),
     ("admin-email-missing", {"sandbox": {"mastodon_admin_email": None}}, "sandbox", "mastodon_admin_email"),
     ("two-hosts-one-domain", {"alpha": {}, "beta": {}}, "beta", "mastodon_server_id"),
-    ("second-host-bad-first-good", {"good": {}, "bad": {"mastodon_server_id": "2", "mastodon_zone": "Sandbox.Test"}}, "bad", "mastodon_zone"),
+    (
+        "second-host-bad-first-good",
+        {"good": {}, "bad": {"mastodon_server_id": "2", "mastodon_zone": "Sandbox.Test"}},
+        "bad",
+        "mastodon_zone",
+    ),
     ("server-id-list", {"sandbox": {"mastodon_server_id": ["1"]}}, "sandbox", "mastodon_server_id"),
 ]
 
 ERROR_LINE = re.compile(r"^.*pyinfra error.*$", re.M)
 BAG = SecretBag()
 TIMINGS: dict[str, float] = {}
+
+
+def run(box, *args: str, **kw):
+    """One pyinfra run of this module (the host's secrets join BAG, which withholds them from messages)."""
+    return run_pyinfra(box, *args, bag=BAG, **kw)
 
 
 def _clean_canaries(box):
@@ -121,7 +165,7 @@ def _canaries(box) -> list[str]:
 
 def check_refused(box, result, before, host: str, key: str | None, must_not_print: str | None = None, also: str = ""):
     TIMINGS[result.label] = result.seconds
-    ctx = safe_tail(result, BAG)
+    ctx = result.describe()
     assert result.rc != 0, f"bad data was accepted (exit 0):\n{ctx}"
     assert "Starting operation" not in result.stderr, f"operations ran despite bad data:\n{ctx}"
     errors = ERROR_LINE.findall(result.stderr + result.stdout)
@@ -136,19 +180,19 @@ def check_refused(box, result, before, host: str, key: str | None, must_not_prin
     assert result.debug_log is None, "pyinfra-debug.log (a traceback) was written"
     if must_not_print:
         assert must_not_print not in result.output, f"the error output echoes the secret value of {key}"
-    diff = state_diff(before, state_lines(box))
+    diff = before.diff(snapshot(box))
     assert not diff, "bad data changed the host:\n" + "\n".join(diff[:40])
     fired = _canaries(box)
     assert not fired, f"shell syntax in the data was executed: {fired}"
 
 
-PRISTINE: dict[str, list[str]] = {}
+PRISTINE: dict[str, Snapshot] = {}
 
 
 @pytest.fixture(scope="module")
 def pristine_state(box):
     _clean_canaries(box)
-    PRISTINE["state"] = state_lines(box)
+    PRISTINE["state"] = snapshot(box)
     return PRISTINE["state"]
 
 
@@ -166,28 +210,28 @@ def refused_on_fresh(box, result, host, key, must_not_print=None):
     try:
         check_refused(box, result, PRISTINE["state"], host, key, must_not_print=must_not_print)
     except AssertionError:
-        if state_diff(PRISTINE["state"], state_lines(box)):
+        if PRISTINE["state"].diff(snapshot(box)):
             box.reset()
             _clean_canaries(box)
-            PRISTINE["state"] = state_lines(box)
+            PRISTINE["state"] = snapshot(box)
         raise
 
 
 def test_uid_clash_on_a_fresh_host_is_refused_and_changes_nothing(box, pristine_state):
     box.out("useradd --system --uid 991 --user-group --no-create-home intruder")
     try:
-        before = state_lines(box)
+        before = snapshot(box)
         r = run(box, label="uid clash")
         check_refused(box, r, before, "sandbox", None, also="uid 991 belongs to user 'intruder'")
     finally:
         box.ssh("userdel intruder; getent group intruder >/dev/null && groupdel intruder; true")
-    assert state_lines(box) == pristine_state
+    assert snapshot(box) == pristine_state
 
 
 def test_gid_clash_on_a_fresh_host_is_refused_and_changes_nothing(box, pristine_state):
     box.out("groupadd --system --gid 991 intruders")
     try:
-        before = state_lines(box)
+        before = snapshot(box)
         r = run(box, label="gid clash")
         check_refused(box, r, before, "sandbox", None, also="gid 991 belongs to group 'intruders'")
     finally:
@@ -206,7 +250,9 @@ def test_bad_data_on_a_fresh_host_is_refused_and_changes_nothing(box, pristine_s
 
 
 @pytest.mark.parametrize("case_id,hosts,host,key", INVENTORY_CASES, ids=[c[0] for c in INVENTORY_CASES])
-def test_bad_inventory_on_a_fresh_host_is_refused_and_changes_nothing(box, pristine_state, tmp_path, case_id, hosts, host, key):
+def test_bad_inventory_on_a_fresh_host_is_refused_and_changes_nothing(
+    box, pristine_state, tmp_path, case_id, hosts, host, key
+):
     assert box.is_pristine(), "the host is not fresh: the fresh-host cases must run before the deploy"
     r = run(box, label=f"fresh {case_id}", inventory=_inventory_for(box, tmp_path, hosts))
     refused_on_fresh(box, r, host, key)
@@ -219,15 +265,14 @@ def test_bad_data_with_dry_run_on_a_fresh_host_is_refused_too(box, pristine_stat
 
 # ------------------------------------------------------- every case on a host that runs an instance
 
-BASELINE: dict[str, list[str]] = {}
+BASELINE: dict[str, Snapshot] = {}
 
 
-def _deploy_good(box) -> list[str]:
+def _deploy_good(box) -> Snapshot:
     r = run(box, label="deploy")
-    assert r.rc == 0, safe_tail(r, BAG)
-    read_host_secrets(box, BAG)
+    assert r.rc == 0, r.describe()
     _clean_canaries(box)
-    BASELINE["state"] = state_lines(box)
+    BASELINE["state"] = snapshot(box)
     return BASELINE["state"]
 
 
@@ -243,7 +288,7 @@ def refused(box, result, host, key, must_not_print=None):
     try:
         check_refused(box, result, BASELINE["state"], host, key, must_not_print=must_not_print)
     except AssertionError:
-        if state_diff(BASELINE["state"], state_lines(box)):
+        if BASELINE["state"].diff(snapshot(box)):
             _deploy_good(box)
         raise
 
@@ -268,7 +313,11 @@ def test_bad_data_with_dry_run_is_refused_too(box, running):
 def test_refusals_are_fast():
     assert TIMINGS, "no refused run was timed: the refusal tests did not run (or did not reach check_refused)"
     fresh = [k for k in TIMINGS if k.startswith("fresh ")]
-    assert fresh and len(fresh) < len(TIMINGS), f"timings cover only one kind of host: {len(fresh)} fresh of {len(TIMINGS)}"
+    assert fresh and len(fresh) < len(TIMINGS), (
+        f"timings cover only one kind of host: {len(fresh)} fresh of {len(TIMINGS)}"
+    )
     slow = {k: round(v, 1) for k, v in TIMINGS.items() if v > 5}
-    print(f"\nrefused runs: {len(TIMINGS)}, slowest {max(TIMINGS.values(), default=0):.1f} s, total {sum(TIMINGS.values()):.1f} s")
+    print(
+        f"\nrefused runs: {len(TIMINGS)}, slowest {max(TIMINGS.values(), default=0):.1f} s, total {sum(TIMINGS.values()):.1f} s"
+    )
     assert not slow, f"refusing bad data took more than 5 s: {slow}"

@@ -28,6 +28,10 @@ VARIANTS = {
     "defaults": {},
     "local-ca": {"mastodon_certbot_local_ca": True},
     "staging": {"mastodon_certbot_staging": True},
+    "acme-directory": {
+        "mastodon_acme_directory": "https://acme.sandbox.test:14000/dir",
+        "mastodon_acme_ca_bundle": "/etc/pebble/acme-ca.pem",
+    },
     "pinned-version": {"mastodon_version": "v4.5.3"},
     "mirror-images": {
         "mastodon_postgres_image": "registry.example.org:5000/mirror/postgres:14-alpine",

@@ -2,23 +2,29 @@
 
 Steps share module-scoped fixtures and run in file order; a step whose prerequisite failed fails too
 (naming the prerequisite), so nothing is reported as passed or skipped without having been checked.
-Secrets never enter this process (see deploy_helpers).
+Every run's output is scanned for the host's secrets (toolkit.SecretBag); messages withhold them.
 """
 
 from __future__ import annotations
 
 import pytest
-
-from deploy_helpers import (
+from contract import (
+    APP_SERVICES,
     BACKUP_DIR,
+    DEFAULT_VERSION,
+    DOMAIN,
+    ENV_PRODUCTION,
+    HEALTHCHECKED,
+    PREVIOUS_VERSION,
+    STATEFUL_SERVICES,
+)
+from toolkit import (
     Result,
     Sandbox,
-    diff_containers,
-    diff_files,
-    host_snapshot,
     instance_document,
     run_host_suite,
     secret_hashes,
+    snapshot,
     standin_events,
     tail,
     wait_healthy,
@@ -26,18 +32,11 @@ from deploy_helpers import (
 
 pytestmark = pytest.mark.e2e
 
-DOMAIN = "social1.sandbox.test"  # inventories/sandbox.py: social + 1 + sandbox.test
-DEFAULT_VERSION = "4.6.5"  # default mastodon_version v4.6.5 (docs/architecture.md, SPEC §4)
-PREVIOUS_VERSION = "4.6.4"  # the other stand-in tag
-APP_SERVICES = ("web", "streaming", "sidekiq")
-STATEFUL_SERVICES = ("db", "redis", "nginx")
-HEALTHCHECKED = ("db", "redis", "web", "streaming", "sidekiq")  # nginx has no healthcheck
-
 RUNS: list[tuple[str, Result]] = []  # every pyinfra run of this module, for the secret-leak check
 
 
 def deploy(box: Sandbox, label: str, *args: str, data: dict | None = None) -> Result:
-    result = box.deploy(*args, data=data)
+    result = box.deploy(*args, data=data, label=label)
     RUNS.append((label, result))
     return result
 
@@ -69,11 +68,11 @@ def first_run(box) -> Result:
 @pytest.fixture(scope="module")
 def second_run(box, first_run):
     require(first_run, "the fresh deploy")
-    before = host_snapshot(box)
+    before = snapshot(box)
     run = deploy(box, "second run")
-    after = host_snapshot(box)
+    after = snapshot(box)
     dry = deploy(box, "dry run", "--dry")
-    after_dry = host_snapshot(box)
+    after_dry = snapshot(box)
     return {"before": before, "run": run, "after": after, "dry": dry, "after_dry": after_dry}
 
 
@@ -81,20 +80,27 @@ def second_run(box, first_run):
 def setting_change(box, first_run):
     require(first_run, "the fresh deploy")
     data = {"mastodon_smtp_server": "smtp.example.org"}
-    before = host_snapshot(box)
+    before = snapshot(box)
     secrets_before = secret_hashes(box)
     dry = deploy(box, "setting change, dry run", "--dry", data=data)
-    after_dry = host_snapshot(box)
+    after_dry = snapshot(box)
     run = deploy(box, "setting change", data=data)
-    after = host_snapshot(box)
+    after = snapshot(box)
     secrets_after = secret_hashes(box)
     health = wait_healthy(box, HEALTHCHECKED) if run.ok else {}
     again = deploy(box, "setting change, rerun", data=data)
-    after_again = host_snapshot(box)
+    after_again = snapshot(box)
     return {
-        "before": before, "dry": dry, "after_dry": after_dry, "run": run, "after": after,
+        "before": before,
+        "dry": dry,
+        "after_dry": after_dry,
+        "run": run,
+        "after": after,
         "secrets_before": secrets_before,
-        "secrets_after": secrets_after, "health": health, "again": again, "after_again": after_again,
+        "secrets_after": secrets_after,
+        "health": health,
+        "again": again,
+        "after_again": after_again,
     }
 
 
@@ -110,8 +116,11 @@ def upgrade(box, standins):
     events_before = standin_events(box)
     new = deploy(box, f"upgrade to v{DEFAULT_VERSION}")
     state = {
-        "old": old, "old_instance": old_instance, "secrets_before": secrets_before,
-        "events_before": events_before, "new": new,
+        "old": old,
+        "old_instance": old_instance,
+        "secrets_before": secrets_before,
+        "events_before": events_before,
+        "new": new,
     }
     if new.ok:
         state["events"] = standin_events(box)
@@ -128,8 +137,8 @@ def upgrade(box, standins):
 
 
 def test_1_fresh_deploy_exits_0(first_run):
-    assert first_run.rc == 0, f"fresh deploy failed:\n{first_run.safe_output(60)}"
-    assert first_run.json is not None, f"--json output is not JSON:\n{first_run.safe_output()}"
+    assert first_run.rc == 0, f"fresh deploy failed:\n{first_run.describe(60)}"
+    assert first_run.json is not None, f"--json output is not JSON:\n{first_run.describe()}"
     assert first_run.ok, f"failed hosts: {first_run.json['results'].get('failed_hosts')}"
     assert first_run.totals().get("success", 0) > 0, "a fresh deploy changed nothing?"
 
@@ -143,7 +152,9 @@ def test_2_host_suite_passes(box, first_run, standins):
     if not standins:
         extra += ["-m", "not standin"]
     proc = run_host_suite(box, DOMAIN, *extra)
-    assert proc.returncode == 0, f"tests/host against the sandbox failed:\n{tail(proc.stdout, 80)}\n{tail(proc.stderr, 20)}"
+    assert proc.returncode == 0, (
+        f"tests/host against the sandbox failed:\n{tail(proc.stdout, 80)}\n{tail(proc.stderr, 20)}"
+    )
 
 
 # ----------------------------------------------------------------------------- 3. idempotence
@@ -151,7 +162,7 @@ def test_2_host_suite_passes(box, first_run, standins):
 
 def test_3a_second_run_changes_nothing(second_run):
     run = second_run["run"]
-    assert run.ok, f"second run failed:\n{run.safe_output(60)}"
+    assert run.ok, f"second run failed:\n{run.describe(60)}"
     changed = run.changed_ops()
     assert run.totals().get("success") == 0 and not changed, (
         f"second run changed {len(changed)} operation(s): {changed}"
@@ -160,24 +171,24 @@ def test_3a_second_run_changes_nothing(second_run):
 
 def test_3b_second_run_restarts_nothing(second_run):
     assert second_run["before"].containers, "no mastodon containers on the host"
-    diff = diff_containers(second_run["before"], second_run["after"])
+    diff = second_run["before"].diff_containers(second_run["after"])
     assert not diff, "second run restarted or recreated containers:\n" + "\n".join(diff)
 
 
 def test_3c_second_run_files_byte_identical(second_run):
     assert second_run["before"].files, "snapshot found no files"
-    diff = diff_files(second_run["before"], second_run["after"])
+    diff = second_run["before"].diff_files(second_run["after"])
     assert not diff, "second run changed files (+added -removed ~changed):\n" + "\n".join(diff)
 
 
 def test_3d_dry_run_reports_no_change(second_run):
     dry = second_run["dry"]
-    assert dry.rc == 0 and dry.json is not None, f"--dry run failed:\n{dry.safe_output(60)}"
+    assert dry.rc == 0 and dry.json is not None, f"--dry run failed:\n{dry.describe(60)}"
     assert dry.json.get("results") is None, "--dry --json printed results: did it execute?"
     planned = dry.planned_changes()
     assert not planned, f"--dry reports {len(planned)} operation(s) that would change: {planned}"
-    assert not diff_files(second_run["after"], second_run["after_dry"]), "--dry changed files"
-    assert not diff_containers(second_run["after"], second_run["after_dry"]), "--dry touched containers"
+    assert not second_run["after"].diff_files(second_run["after_dry"]), "--dry changed files"
+    assert not second_run["after"].diff_containers(second_run["after_dry"]), "--dry touched containers"
 
 
 # -------------------------------------------------------------------------- 4. setting change
@@ -186,20 +197,20 @@ def test_3d_dry_run_reports_no_change(second_run):
 def test_4_dry_run_shows_the_setting_change_without_applying_it(setting_change):
     """Proves the --dry check of step 3 is not vacuous: a real pending change is reported."""
     dry = setting_change["dry"]
-    assert dry.rc == 0 and dry.json is not None, f"--dry with mastodon_smtp_server failed:\n{dry.safe_output(60)}"
+    assert dry.rc == 0 and dry.json is not None, f"--dry with mastodon_smtp_server failed:\n{dry.describe(60)}"
     planned = dry.planned_changes()
     assert any(".env.production" in name for name in planned), (
         f"--dry does not report the .env.production change; it reports: {planned}"
     )
-    diff = diff_files(setting_change["before"], setting_change["after_dry"])
-    diff += diff_containers(setting_change["before"], setting_change["after_dry"])
+    diff = setting_change["before"].diff_files(setting_change["after_dry"])
+    diff += setting_change["before"].diff_containers(setting_change["after_dry"])
     assert not diff, "--dry changed the host:\n" + "\n".join(diff)
 
 
 def test_4a_setting_change_applies(setting_change):
     run = setting_change["run"]
-    assert run.ok, f"deploy with mastodon_smtp_server failed:\n{run.safe_output(60)}"
-    env = "/opt/mastodon/.env.production"
+    assert run.ok, f"deploy with mastodon_smtp_server failed:\n{run.describe(60)}"
+    env = ENV_PRODUCTION
     assert setting_change["before"].files.get(env) != setting_change["after"].files.get(env), (
         ".env.production is unchanged after changing mastodon_smtp_server"
     )
@@ -232,11 +243,11 @@ def test_4c_setting_change_keeps_secrets(setting_change):
 def test_4d_setting_change_rerun_changes_nothing(setting_change):
     require(setting_change["run"], "the setting-change deploy")
     again = setting_change["again"]
-    assert again.ok, f"rerun with the same data failed:\n{again.safe_output(60)}"
+    assert again.ok, f"rerun with the same data failed:\n{again.describe(60)}"
     changed = again.changed_ops()
     assert again.totals().get("success") == 0 and not changed, f"rerun changed: {changed}"
-    diff = diff_files(setting_change["after"], setting_change["after_again"])
-    diff += diff_containers(setting_change["after"], setting_change["after_again"])
+    diff = setting_change["after"].diff_files(setting_change["after_again"])
+    diff += setting_change["after"].diff_containers(setting_change["after_again"])
     assert not diff, "rerun with the same data changed the host:\n" + "\n".join(diff)
 
 
@@ -248,7 +259,7 @@ def test_5a_upgrade_deploy_succeeds(upgrade):
         f"after deploying v{PREVIOUS_VERSION} the instance reports {upgrade['old_instance'].get('version')!r}"
     )
     new = upgrade["new"]
-    assert new.ok, f"upgrade to the default version failed:\n{new.safe_output(60)}"
+    assert new.ok, f"upgrade to the default version failed:\n{new.describe(60)}"
 
 
 def _upgrade_events(upgrade):
@@ -273,9 +284,13 @@ def test_5b_upgrade_order_pre_migrations_web_post_migrations(upgrade):
     assert post, f"no post-deployment migration ran with v{DEFAULT_VERSION}; {listing}"
     first_web = web[0].id
     late_pre = [e.id for e in pre if e.id > first_web]
-    assert not late_pre, f"pre-deployment migrations {late_pre} ran after the first v{DEFAULT_VERSION} web-start ({first_web}); {listing}"
+    assert not late_pre, (
+        f"pre-deployment migrations {late_pre} ran after the first v{DEFAULT_VERSION} web-start ({first_web}); {listing}"
+    )
     early_post = [e.id for e in post if e.id < first_web]
-    assert not early_post, f"post-deployment migrations {early_post} ran before the first v{DEFAULT_VERSION} web-start ({first_web}); {listing}"
+    assert not early_post, (
+        f"post-deployment migrations {early_post} ran before the first v{DEFAULT_VERSION} web-start ({first_web}); {listing}"
+    )
 
 
 def test_5c_upgrade_reports_new_version(upgrade):
@@ -318,17 +333,23 @@ def test_5e_upgrade_took_a_private_dump_first(upgrade):
 def test_5f_host_suite_passes_after_upgrade(box, upgrade):
     require(upgrade["new"], "the upgrade deploy")
     proc = run_host_suite(box, DOMAIN, f"--mastodon-version={DEFAULT_VERSION}")
-    assert proc.returncode == 0, f"tests/host after the upgrade failed:\n{tail(proc.stdout, 80)}\n{tail(proc.stderr, 20)}"
+    assert proc.returncode == 0, (
+        f"tests/host after the upgrade failed:\n{tail(proc.stdout, 80)}\n{tail(proc.stderr, 20)}"
+    )
 
 
 # --------------------------------------------------------------------------- secret hygiene
 
 
 def test_9_no_secret_in_any_pyinfra_output():
-    """SPEC §5: a run never prints a secret (checked ON the sandbox against the real values)."""
+    """SPEC §5: a run never prints a secret (checked against the real values read from the host)."""
     if not RUNS:
         pytest.skip("no pyinfra run in this session")
-    unscanned = [label for label, r in RUNS if r.leaked_lines is None]
-    leaking = [f"{label}: {r.leaked_lines} line(s)" for label, r in RUNS if r.leaked_lines]
-    assert not leaking, f"pyinfra output contains secret values (lines withheld): {leaking}"
+    unscanned = [label for label, r in RUNS if r.bag is None]
     assert not unscanned, f"could not scan the output of: {unscanned}"
+    bags = {id(r.bag): r.bag for _, r in RUNS}.values()
+    assert all({"SECRET_KEY_BASE", "ADMIN_PASSWORD"} <= set(b.names()) for b in bags), (
+        f"the host's secrets were not read: {list(bags)}"
+    )
+    leaking = [f"{label}: {', '.join(leaks)}" for label, r in RUNS if (leaks := r.leaks())]
+    assert not leaking, f"pyinfra output contains secret values (lines withheld): {leaking}"

@@ -1,6 +1,6 @@
 """Secret files: never readable by others, not even for a moment; generated once, kept forever (SPEC §3, §5).
 
-An inotify watcher on the host (security_helpers.Watcher) runs through the whole module: it sees every
+An inotify watcher on the host (toolkit.Watcher) runs through the whole module: it sees every
 create/modify/attrib/rename of a file under /opt, /root, /tmp, /var/tmp, /var/backups, /data, /run,
 /dev/shm, /home, /etc and /var/lib (less Docker's own state) and logs each state in which a secret-bearing
 file (env files, the owner password, dumps, temp copies, anything under /tmp, /var/tmp, /root) is readable
@@ -19,18 +19,16 @@ import secrets as pysecrets
 import time
 
 import pytest
-
-from deploy_helpers import ADMIN_PASSWORD_FILE, ENV_PRODUCTION, SECRET_KEYS, Sandbox, secret_hashes
-from security_helpers import (
-    ENV_DB,
-    Run,
+from contract import ADMIN_PASSWORD_FILE, COMPOSE_FILE, ENV_DB, ENV_PRODUCTION, NGINX_CONF_DIR, SECRET_KEYS
+from toolkit import (
+    Result,
+    Sandbox,
     SecretBag,
     Watcher,
     env_line_hashes,
     file_digest,
-    read_host_secrets,
-    run,
-    safe_tail,
+    run_pyinfra,
+    secret_hashes,
 )
 
 pytestmark = pytest.mark.e2e
@@ -43,21 +41,20 @@ CONTENT_CONTROLS = ("/run/leaktest-notes.txt", "/var/tmp/leaktest-notes.txt")  #
 COPY_CONTROL = "/dev/shm/leaktest-copy"
 CONTROL_MARK = "leaktest"  # every control file's path holds it; real violations never do
 
-RUNS: list[Run] = []
+RUNS: list[Result] = []
 BAG = SecretBag()
 BAG.add("operator SMTP password", SMTP["mastodon_smtp_password"])
 BAG.add("SECRET_KEY_BASE override", OVERRIDE)
 
 
-def deploy(box: Sandbox, label: str, *args: str, data: dict | None = None) -> Run:
-    result = run(box, *args, label=label, data=data)
+def deploy(box: Sandbox, label: str, *args: str, data: dict | None = None) -> Result:
+    result = run_pyinfra(box, *args, label=label, data=data, bag=BAG)  # the host's secrets join BAG
     RUNS.append(result)
-    read_host_secrets(box, BAG)
     return result
 
 
-def ok(result: Run) -> None:
-    assert result.rc == 0, safe_tail(result, BAG)
+def ok(result: Result) -> None:
+    assert result.rc == 0, result.describe()
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +87,11 @@ def control(box, watcher, created):
 def content_controls(box, watcher, created, control):
     """Negative controls of the content rules: readable (0644) files with names no rule knows, one holding
     a secret key name, one a byte-identical copy of the owner password; each lives 0.3 s."""
-    box.out("umask 022; " + "; ".join(f"printf 'SECRET_KEY_BASE=x\\n' > {f}" for f in CONTENT_CONTROLS)
-            + f"; cat {ADMIN_PASSWORD_FILE} > {COPY_CONTROL}; sleep 0.3; rm -f {' '.join(CONTENT_CONTROLS)} {COPY_CONTROL}")
+    box.out(
+        "umask 022; "
+        + "; ".join(f"printf 'SECRET_KEY_BASE=x\\n' > {f}" for f in CONTENT_CONTROLS)
+        + f"; cat {ADMIN_PASSWORD_FILE} > {COPY_CONTROL}; sleep 0.3; rm -f {' '.join(CONTENT_CONTROLS)} {COPY_CONTROL}"
+    )
     time.sleep(0.5)
     return {
         "content": [v for v in watcher.violations() if CONTROL_MARK in v and "content:" in v],
@@ -142,7 +142,10 @@ def _delete_and_rerun(box, key: str) -> dict:
 
 @pytest.fixture(scope="module")
 def deleted(box, reruns):
-    return {k: _delete_and_rerun(box, k) for k in ("SECRET_KEY_BASE", "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY", "VAPID_PUBLIC_KEY")}
+    return {
+        k: _delete_and_rerun(box, k)
+        for k in ("SECRET_KEY_BASE", "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY", "VAPID_PUBLIC_KEY")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +182,7 @@ def test_watcher_catches_a_readable_copy_of_the_owner_password(content_controls)
 def test_watcher_hashed_the_public_files(watcher, created):
     """Not vacuous: the readable files the deploy writes were seen and hashed (and are no violation)."""
     digests = watcher.digests()
-    for path in ("/opt/mastodon/docker-compose.yml", "/data/nginx/user_conf.d/"):
+    for path in (COMPOSE_FILE, f"{NGINX_CONF_DIR}/"):
         assert any(path in d for d in digests), f"the watcher hashed no readable {path}: it does not look at content"
 
 
@@ -233,13 +236,17 @@ def test_deleted_key_is_added_back_alone(deleted, key):
         f"[{r.label}] the keys/lines of .env.production changed order or count:\n"
         f"before {[k for k, _ in before]}\nafter  {[k for k, _ in after]}"
     )
-    others = [k or f"line {i + 1}" for i, ((k, a), (_, b)) in enumerate(zip(before, after)) if k != key and a != b]
+    others = [
+        k or f"line {i + 1}"
+        for i, ((k, a), (_, b)) in enumerate(zip(before, after, strict=False))
+        if k != key and a != b
+    ]
     assert not others, f"[{r.label}] re-adding {key} changed other lines: {others}"
     if key == "VAPID_PUBLIC_KEY":
         assert dict(after)[key] == dict(before)[key], "the rebuilt VAPID_PUBLIC_KEY differs from the original"
-        assert "VAPID_PUBLIC_KEY rebuilt from its private key on the host" in r.stderr, safe_tail(r, BAG)
+        assert "VAPID_PUBLIC_KEY rebuilt from its private key on the host" in r.stderr, r.describe()
     else:
-        assert f"new secrets generated for {key} (not shown)" in r.stderr, safe_tail(r, BAG)
+        assert f"new secrets generated for {key} (not shown)" in r.stderr, r.describe()
 
 
 def test_override_from_host_data_replaces_and_is_kept(overridden):
@@ -247,12 +254,14 @@ def test_override_from_host_data_replaces_and_is_kept(overridden):
 
     r1, r2 = overridden["runs"]
     want = hashlib.sha256(f"SECRET_KEY_BASE={OVERRIDE}".encode()).hexdigest()
-    assert overridden["after"]["SECRET_KEY_BASE"] == want, "the SECRET_KEY_BASE on the host is not the one from host data"
-    assert "SECRET_KEY_BASE replaced by the value from host data (not shown)" in r1.stderr, safe_tail(r1, BAG)
+    assert overridden["after"]["SECRET_KEY_BASE"] == want, (
+        "the SECRET_KEY_BASE on the host is not the one from host data"
+    )
+    assert "SECRET_KEY_BASE replaced by the value from host data (not shown)" in r1.stderr, r1.describe()
     others = [k for k in SECRET_KEYS if k != "SECRET_KEY_BASE" and overridden["before"][k] != overridden["after"][k]]
     assert not others, f"the override also changed {others}"
     assert overridden["kept"] == overridden["after"], "dropping the override from host data changed the secrets"
-    assert "replaced by the value from host data" not in r2.stderr, safe_tail(r2, BAG)
+    assert "replaced by the value from host data" not in r2.stderr, r2.describe()
 
 
 def test_watcher_saw_no_leak_during_updates(watcher, overridden):

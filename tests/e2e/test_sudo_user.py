@@ -2,15 +2,14 @@
 
 With `_sudo`, pyinfra uploads files as the SSH user through /tmp and then copies them as root; the
 secret files must not take that path, and facts must still see the root-only files. The inotify watcher
-of test_security_files (security_helpers.Watcher) runs through both deploys.
+of test_security_files (toolkit.Watcher) runs through both deploys.
 """
 
 from __future__ import annotations
 
 import pytest
-
-from deploy_helpers import Sandbox, host_snapshot, diff_containers, diff_files, secret_hashes
-from security_helpers import Watcher
+from contract import ADMIN_PASSWORD_FILE, ENV_DB, ENV_PRODUCTION, PRIVATE_KEYS
+from toolkit import Sandbox, Watcher, secret_hashes, snapshot
 
 pytestmark = pytest.mark.e2e
 
@@ -42,42 +41,39 @@ def watcher(box):
 @pytest.fixture(scope="module")
 def runs(box, watcher):
     first = box.deploy(data=SUDO_DATA)
-    before = host_snapshot(box)
+    before = snapshot(box)
     second = box.deploy(data=SUDO_DATA)
-    after = host_snapshot(box)
+    after = snapshot(box)
     return first, second, before, after
 
 
 def test_deploy_as_sudo_user_succeeds(runs):
     first, *_ = runs
-    assert first.ok, f"deploy as {USER} with sudo failed:\n{first.safe_output(60)}"
-    assert first.leaked_lines == 0, "the deploy's output holds a secret value (lines withheld)"
+    assert first.ok, f"deploy as {USER} with sudo failed:\n{first.describe(60)}"
+    leaks = first.leaks()
+    assert not leaks, f"the deploy's output holds a secret value (lines withheld): {leaks}"
 
 
 def test_second_run_as_sudo_user_changes_nothing(runs):
     _, second, before, after = runs
-    assert second.ok, f"second run failed:\n{second.safe_output(60)}"
+    assert second.ok, f"second run failed:\n{second.describe(60)}"
     assert second.totals().get("success") == 0, f"second run changed: {second.changed_ops()}"
-    assert not diff_files(before, after) and not diff_containers(before, after)
+    assert not before.diff_files(after) and not before.diff_containers(after)
 
 
 def test_secret_files_are_owned_by_mastodon_and_private(box, runs):
-    listing = box.out("stat -c '%n %a %U:%G' /opt/mastodon/.env.production /opt/mastodon/.env.db "
-                      "/root/mastodon-admin-password")
+    listing = box.out(f"stat -c '%n %a %U:%G' {ENV_PRODUCTION} {ENV_DB} {ADMIN_PASSWORD_FILE}")
     assert listing.split("\n")[:3] == [
-        "/opt/mastodon/.env.production 600 mastodon:mastodon",
-        "/opt/mastodon/.env.db 600 mastodon:mastodon",
-        "/root/mastodon-admin-password 600 root:root",
+        f"{ENV_PRODUCTION} 600 mastodon:mastodon",
+        f"{ENV_DB} 600 mastodon:mastodon",
+        f"{ADMIN_PASSWORD_FILE} 600 root:root",
     ], listing
     assert all(v != "missing" for v in secret_hashes(box).values())
 
 
 def test_no_secret_copy_left_in_temporary_directories(box, runs):
     # Secret files never travel as uploads: nothing of theirs may be left in /tmp or /var/tmp.
-    leftovers = box.out(
-        "grep -rlE '^(SECRET_KEY_BASE|OTP_SECRET|VAPID_PRIVATE_KEY|ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY)=' "
-        "/tmp /var/tmp /home/deployer 2>/dev/null; true"
-    )
+    leftovers = box.out(f"grep -rlE '^({'|'.join(PRIVATE_KEYS)})=' /tmp /var/tmp /home/{USER} 2>/dev/null; true")
     assert leftovers.strip() == "", f"secret copies left behind: {leftovers.split()}"
 
 
@@ -92,4 +88,5 @@ def test_no_secret_file_readable_by_others_at_any_moment(box, watcher, runs):
         "the watcher saw no upload of a public file through /tmp: it does not see what a sudo deploy does"
     )
     assert not names and not digests, "files readable by group/other that hold or copy a secret:\n" + "\n".join(
-        (names + [f"digest: {d}" for d in digests])[:30])
+        (names + [f"digest: {d}" for d in digests])[:30]
+    )

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from host_helpers import DEFAULT_CA_FILE, Site
+from contract import CA_CERT as DEFAULT_CA_FILE
+from host_helpers import Site
 
 
 def pytest_addoption(parser):
@@ -61,9 +61,7 @@ def pytest_collection_modifyitems(config, items):
     here = str(config.rootpath / "tests" / "host")
     ours = [i for i in items if str(i.path).startswith(here)]
     if ours and not _opt(config, "--mastodon-domain"):
-        raise pytest.UsageError(
-            "tests/host needs --mastodon-domain=DOMAIN (and --hosts=...): see tests/host/README.md"
-        )
+        raise pytest.UsageError("tests/host needs --mastodon-domain=DOMAIN (and --hosts=...): see tests/host/README.md")
     for item in ours:
         item.add_marker(pytest.mark.host)
 

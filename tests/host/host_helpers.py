@@ -1,4 +1,4 @@
-"""Helpers of the host suite (imported by the test modules and conftest).
+"""Helpers of the host suite (imported by the test modules and conftest). Paths and names: tests/contract.py.
 
 Secrets: never bring a secret value into the test process. Use `count_matching_lines` /
 `sha256` style checks computed on the host, and narrow `docker inspect` templates (a full
@@ -12,13 +12,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-BASE_DIR = "/opt/mastodon"
-COMPOSE_PROJECT = "mastodon"
-SERVICES = ("nginx", "db", "redis", "web", "streaming", "sidekiq")
-HEALTHCHECKED = ("db", "redis", "web", "streaming", "sidekiq")
-INTERNAL_NETWORK = "mastodon_internal_network"
-EXTERNAL_NETWORK = "mastodon_external_network"
-DEFAULT_CA_FILE = "/data/nginx/local_ca/caCert.pem"
+from contract import BASE_DIR, container_name
 
 
 @dataclass
@@ -43,7 +37,7 @@ _META = "\n__CURL_META__ "
 
 def _parse_curl(rc: int, out: str, err: str) -> HttpResponse:
     meta_at = out.rfind(_META)
-    meta = out[meta_at + len(_META):].strip().split(" ", 1) if meta_at >= 0 else ["000"]
+    meta = out[meta_at + len(_META) :].strip().split(" ", 1) if meta_at >= 0 else ["000"]
     out = out[:meta_at] if meta_at >= 0 else out
     status = int(meta[0]) if meta[0].isdigit() else 0
     redirect = meta[1] if len(meta) > 1 else ""
@@ -67,8 +61,15 @@ def _parse_curl(rc: int, out: str, err: str) -> HttpResponse:
     return HttpResponse(rc=rc, status=status, headers=headers, body=rest, redirect_url=redirect, stderr=err)
 
 
-def curl(host, url: str, *args: str, resolve: str | None = None, ca_file: str | None = None,
-         insecure: bool = False, max_time: int = 20) -> HttpResponse:
+def curl(
+    host,
+    url: str,
+    *args: str,
+    resolve: str | None = None,
+    ca_file: str | None = None,
+    insecure: bool = False,
+    max_time: int = 20,
+) -> HttpResponse:
     """Run curl ON the host; never follows redirects. `resolve` is curl's `--resolve` value."""
     cmd = ["curl", "-sS", "-i", "--max-time", str(max_time), "-w", _META + "%{http_code} %{redirect_url}"]
     if resolve:
@@ -93,17 +94,17 @@ class Site:
         self.host, self.domain, self.ca_file = host, domain, ca_file
 
     def https(self, path: str, *args: str, **kw) -> HttpResponse:
-        return curl(self.host, f"https://{self.domain}{path}", *args,
-                    resolve=f"{self.domain}:443:127.0.0.1", ca_file=self.ca_file, **kw)
+        return curl(
+            self.host,
+            f"https://{self.domain}{path}",
+            *args,
+            resolve=f"{self.domain}:443:127.0.0.1",
+            ca_file=self.ca_file,
+            **kw,
+        )
 
     def http(self, path: str, *args: str, **kw) -> HttpResponse:
-        return curl(self.host, f"http://{self.domain}{path}", *args,
-                    resolve=f"{self.domain}:80:127.0.0.1", **kw)
-
-
-
-def container_name(service: str) -> str:
-    return f"{COMPOSE_PROJECT}-{service}-1"
+        return curl(self.host, f"http://{self.domain}{path}", *args, resolve=f"{self.domain}:80:127.0.0.1", **kw)
 
 
 def inspect(host, service: str, template: str) -> str:
@@ -136,6 +137,16 @@ def psql(host, sql: str) -> str:
         f"docker exec {container_name('db')} psql -U postgres -d postgres -v ON_ERROR_STOP=1 -tAc {shlex.quote(sql)}"
     )
     assert result.rc == 0, f"psql failed ({sql}): {result.stderr.strip()}"
+    return result.stdout.strip()
+
+
+def compose_psql(host, sql: str) -> str:
+    """SQL through `docker compose exec db psql` in the project directory (how an operator reaches it)."""
+    result = host.run(
+        f"cd {BASE_DIR} && docker compose exec -T db psql -U postgres -d postgres "
+        f"-v ON_ERROR_STOP=1 -tAqc {shlex.quote(sql)}"
+    )
+    assert result.rc == 0, f"docker compose exec db psql failed: {result.stderr.strip()[-500:]}"
     return result.stdout.strip()
 
 

@@ -6,13 +6,18 @@ import re
 import shlex
 
 import pytest
-
-from host_helpers import BASE_DIR, count_matching_lines
-
-MASTODON_UID = 991
-ENV_PRODUCTION = f"{BASE_DIR}/.env.production"
-ENV_DB = f"{BASE_DIR}/.env.db"
-ADMIN_PASSWORD_FILE = "/root/mastodon-admin-password"
+from contract import (
+    ADMIN_PASSWORD_FILE,
+    BASE_DIR,
+    COMPOSE_FILE,
+    ENV_DB,
+    ENV_PRODUCTION,
+    LETSENCRYPT_DIR,
+    MASTODON_UID,
+    NGINX_CONF_DIR,
+    PGDATA,
+)
+from host_helpers import count_matching_lines
 
 # Mastodon's own generator formats (reference mastodon.md §3). Unquoted: Compose v1 keeps quotes verbatim.
 SECRET_FORMATS = {
@@ -54,11 +59,11 @@ def test_uid_991_is_mastodon_only(host):
         (BASE_DIR, "dir", "mastodon:mastodon", "0755"),
         (ENV_DB, "file", "mastodon:mastodon", "0600"),
         (ENV_PRODUCTION, "file", "mastodon:mastodon", "0600"),
-        (f"{BASE_DIR}/docker-compose.yml", "file", "mastodon:mastodon", "0644"),
+        (COMPOSE_FILE, "file", "mastodon:mastodon", "0644"),
         (f"{BASE_DIR}/postgres14", "dir", "mastodon:mastodon", "0755"),
         (f"{BASE_DIR}/redis", "dir", "mastodon:mastodon", "0755"),
         (f"{BASE_DIR}/public/system", "dir", "mastodon:mastodon", "0755"),
-        ("/data/nginx/user_conf.d/{domain}.conf", "file", "root:root", "0644"),
+        (f"{NGINX_CONF_DIR}/{{domain}}.conf", "file", "root:root", "0644"),
         (ADMIN_PASSWORD_FILE, "file", "root:root", "0600"),
     ],
 )
@@ -77,10 +82,10 @@ def test_path_owner_and_mode(host, domain, path, kind, owner, mode):
 
 def test_postgres_data_dir_lives_below_postgres14(host):
     """SPEC §3: PGDATA in a subfolder so that the entrypoint's chmod 0700 does not flap postgres14."""
-    pgdata = host.file(f"{BASE_DIR}/postgres14/pgdata")
-    assert pgdata.is_directory, f"{BASE_DIR}/postgres14/pgdata (PGDATA) is missing"
+    pgdata = host.file(PGDATA)
+    assert pgdata.is_directory, f"{PGDATA} (PGDATA) is missing"
     assert pgdata.uid == MASTODON_UID, f"PGDATA is owned by uid {pgdata.uid}, expected {MASTODON_UID}"
-    assert host.file(f"{BASE_DIR}/postgres14/pgdata/PG_VERSION").is_file, "PGDATA holds no cluster"
+    assert host.file(f"{PGDATA}/PG_VERSION").is_file, "PGDATA holds no cluster"
 
 
 def test_data_dirs_owned_by_991_recursively(host):
@@ -96,7 +101,7 @@ def test_data_dirs_owned_by_991_recursively(host):
 
 
 def test_certificates(host, domain):
-    live = f"/etc/letsencrypt/live/{domain}"
+    live = f"{LETSENCRYPT_DIR}/live/{domain}"
     assert host.file(live).is_directory, f"{live}/ is missing"
     for name in ("fullchain.pem", "privkey.pem"):
         f = host.file(f"{live}/{name}")  # symlinks into ../../archive: `exists` follows them
@@ -106,7 +111,7 @@ def test_certificates(host, domain):
 
 def test_certificate_is_for_domain(host, domain):
     result = host.run(
-        f"openssl x509 -noout -checkhost {shlex.quote(domain)} -in /etc/letsencrypt/live/{domain}/fullchain.pem"
+        f"openssl x509 -noout -checkhost {shlex.quote(domain)} -in {LETSENCRYPT_DIR}/live/{domain}/fullchain.pem"
     )
     if result.rc == 127:
         pytest.skip("openssl is not installed on the host")
@@ -138,9 +143,7 @@ def test_env_production_secret_present_and_well_formed(host, key):
 def test_env_production_secrets_distinct(host):
     """Every generated secret is its own random value (no copy-paste of one value into several keys)."""
     keys = "|".join(SECRET_FORMATS)
-    out = host.check_output(
-        f"grep -E '^({keys})=' {ENV_PRODUCTION} | cut -d= -f2- | sort | uniq -d | wc -l"
-    )
+    out = host.check_output(f"grep -E '^({keys})=' {ENV_PRODUCTION} | cut -d= -f2- | sort | uniq -d | wc -l")
     assert out.strip() == "0", "two or more secrets in .env.production share the same value (values not shown)"
 
 
@@ -155,8 +158,10 @@ def test_env_db(host):
 
 
 def test_compose_file(host):
-    compose = host.file(f"{BASE_DIR}/docker-compose.yml")
-    assert compose.contains("^name: *[\"']\\?mastodon[\"']\\? *$"), "docker-compose.yml has no top-level `name: mastodon`"
+    compose = host.file(COMPOSE_FILE)
+    assert compose.contains("^name: *[\"']\\?mastodon[\"']\\? *$"), (
+        "docker-compose.yml has no top-level `name: mastodon`"
+    )
     assert not compose.contains("mastodon[a-z-]*:latest"), "docker-compose.yml runs Mastodon from a `latest` tag"
     for secret in SECRET_FORMATS:
         assert not compose.contains(f"{secret}="), f"docker-compose.yml (mode 0644) contains {secret}"

@@ -6,8 +6,8 @@ import shlex
 import uuid
 
 import pytest
-
-from host_helpers import BASE_DIR, container_name, psql
+from contract import BASE_DIR, container_name
+from host_helpers import psql
 
 
 def test_owner_account_exists(host, admin_username):
@@ -49,9 +49,7 @@ def test_seed_roles(host):
 
 
 def test_no_pending_migrations(host):
-    result = host.run(
-        f"docker exec {container_name('web')} bundle exec rails db:abort_if_pending_migrations"
-    )
+    result = host.run(f"docker exec {container_name('web')} bundle exec rails db:abort_if_pending_migrations")
     assert result.rc == 0, (
         f"pending migrations (post-deployment migrations not run?): {result.stdout.strip()[-600:]} "
         f"{result.stderr.strip()[-600:]}"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
 
-from host_helpers import container_name, curl
+import pytest
+from contract import LETSENCRYPT_DIR, container_name, nginx_conf
+from host_helpers import compose_psql, curl
 
 
 def test_nginx_config_valid(host):
@@ -14,10 +17,12 @@ def test_nginx_config_valid(host):
 
 
 def test_server_block_names_only_domain(host, domain):
-    conf = host.file(f"/data/nginx/user_conf.d/{domain}.conf")
-    assert conf.contains(f"server_name[[:space:]]\\+{domain}[[:space:]]*;"), f"{domain}.conf has no `server_name {domain};`"
-    assert conf.contains(f"/etc/letsencrypt/live/{domain}/fullchain.pem"), "certificate path missing"
-    assert conf.contains(f"/etc/letsencrypt/live/{domain}/privkey.pem"), "key path missing"
+    conf = host.file(nginx_conf(domain))
+    assert conf.contains(f"server_name[[:space:]]\\+{domain}[[:space:]]*;"), (
+        f"{domain}.conf has no `server_name {domain};`"
+    )
+    assert conf.contains(f"{LETSENCRYPT_DIR}/live/{domain}/fullchain.pem"), "certificate path missing"
+    assert conf.contains(f"{LETSENCRYPT_DIR}/live/{domain}/privkey.pem"), "key path missing"
 
 
 def test_health_over_https_with_verified_certificate(site, ca_file):
@@ -31,8 +36,7 @@ def test_instance_api_through_nginx(site, expected_version):
     """A 200 here also proves X-Forwarded-Proto: https reaches the app (it redirects to https without it)."""
     r = site.https("/api/v1/instance")
     assert r.rc == 0 and r.status == 200, (
-        f"/api/v1/instance through nginx: {r.describe()} (301 = X-Forwarded-Proto not passed; "
-        "403 = Host not passed)"
+        f"/api/v1/instance through nginx: {r.describe()} (301 = X-Forwarded-Proto not passed; 403 = Host not passed)"
     )
     try:
         doc = json.loads(r.body)
@@ -50,19 +54,110 @@ def test_streaming_health_through_nginx(site):
     assert r.rc == 0 and r.status == 200 and r.body.strip() == "OK", f"streaming health: {r.describe()}"
 
 
-def test_streaming_websocket_upgrade(site):
-    r = site.https(
-        "/api/v1/streaming",
-        "-N", "--http1.1",
-        "-H", "Connection: Upgrade",
-        "-H", "Upgrade: websocket",
-        "-H", "Sec-WebSocket-Version: 13",
-        "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        max_time=5,
+WS_HEADERS = (
+    "-N",
+    "--http1.1",
+    "-H",
+    "Connection: Upgrade",
+    "-H",
+    "Upgrade: websocket",
+    "-H",
+    "Sec-WebSocket-Version: 13",
+    "-H",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+)
+
+
+def test_streaming_upgrade_without_token_is_refused_by_streaming(site):
+    """streaming/index.js authenticates every upgrade: no token -> 401 `X-Error-Message: Missing access token`.
+
+    The header is written by the streaming server itself (nginx has no such header), so this also
+    proves that the upgrade went through nginx to streaming."""
+    r = site.https("/api/v1/streaming", *WS_HEADERS, max_time=5)
+    assert r.status == 401, f"websocket upgrade without a token on /api/v1/streaming: {r.describe()}"
+    assert r.headers.get("x-error-message") == "Missing access token", (
+        "the 401 does not come from the streaming server (no `X-Error-Message: Missing access token`): " + r.describe()
     )
-    # curl keeps the upgraded connection open until --max-time: rc 28 is expected.
-    assert r.status == 101, f"websocket upgrade on /api/v1/streaming: {r.describe()}"
-    assert r.headers.get("upgrade", "").lower() == "websocket", f"no `Upgrade: websocket` header: {r.describe()}"
+
+
+def test_streaming_upgrade_with_invalid_token_is_refused(site):
+    r = site.https(
+        "/api/v1/streaming", *WS_HEADERS, "-H", "Authorization: Bearer not-a-token-of-this-instance", max_time=5
+    )
+    assert r.status == 401 and r.headers.get("x-error-message") == "Invalid access token", (
+        f"websocket upgrade with an unknown token: {r.describe()}"
+    )
+
+
+@pytest.fixture
+def owner_token(host, admin_username):
+    """An access token of the owner account, stored the way Mastodon stores one (a row of
+    oauth_access_tokens, scope `read`), inserted with psql through `docker compose exec db`; removed after."""
+    token = secrets.token_urlsafe(32)
+    row = compose_psql(
+        host,
+        "INSERT INTO oauth_access_tokens (token, resource_owner_id, scopes, created_at) "
+        f"SELECT '{token}', u.id, 'read', now() FROM users u JOIN accounts a ON a.id = u.account_id "
+        f"WHERE lower(a.username) = lower('{admin_username}') AND a.domain IS NULL "
+        "RETURNING id, (SELECT account_id FROM users WHERE users.id = resource_owner_id)",
+    )
+    assert row, f"no local account {admin_username!r} to make a token for"
+    token_id, account_id = row.splitlines()[0].split("|")
+    try:
+        yield token, account_id
+    finally:
+        compose_psql(host, f"DELETE FROM oauth_access_tokens WHERE id = {int(token_id)}")
+
+
+def test_streaming_websocket_upgrade(host, site, owner_token):
+    """With a valid token: 101, and an event published on Redis `timeline:<account id>` arrives over TLS.
+
+    curl keeps the upgraded connection open until --max-time (rc 28 is expected) while the event is
+    published with redis-cli in the redis container; the server's frames are unmasked, so the JSON
+    message is readable in curl's output."""
+    token, account_id = owner_token
+    marker = secrets.token_hex(8)
+    message = json.dumps({"event": "update", "payload": {"id": marker, "content": "host suite"}})
+    curl_cmd = " ".join(
+        shlex.quote(c)
+        for c in [
+            "curl",
+            "-sS",
+            "-i",
+            "--max-time",
+            "8",
+            "--resolve",
+            f"{site.domain}:443:127.0.0.1",
+            *(["--cacert", site.ca_file] if site.ca_file else []),
+            *WS_HEADERS,
+            "-H",
+            f"Authorization: Bearer {token}",
+            f"https://{site.domain}/api/v1/streaming?stream=user",
+        ]
+    )
+    redis = f"docker exec {container_name('redis')} redis-cli"
+    script = (
+        f'out=$(mktemp); {curl_cmd} > "$out" 2>&1 & pid=$!; '
+        # upstream's subscriptionHeartbeat marks a subscribed channel with `subscribed:<channel>`
+        f'for i in $(seq 25); do [ "$({redis} exists subscribed:timeline:{account_id})" = 1 ] && break; '
+        "sleep 0.2; done; "
+        f"for i in 1 2 3; do {redis} publish timeline:{account_id} {shlex.quote(message)} >/dev/null; sleep 0.5; done; "
+        'wait $pid; cat "$out"; rm -f "$out"'
+    )
+    result = host.run(script)
+    out = result.stdout_bytes.decode("utf-8", "replace")
+    assert out.startswith("HTTP/1.1 101"), f"websocket upgrade with a valid token: {out[:600]!r}"
+    assert "upgrade: websocket" in out.lower(), f"no `Upgrade: websocket` header: {out[:600]!r}"
+    expected = json.dumps(
+        {
+            "stream": ["user"],
+            "event": "update",
+            "payload": json.dumps({"id": marker, "content": "host suite"}, separators=(",", ":")),
+        },
+        separators=(",", ":"),
+    )
+    assert marker in out, f"the event published on timeline:{account_id} did not arrive: {out[:800]!r}"
+    assert expected in out or '"stream":["user"]' in out, f"event not in upstream's format: {out[:800]!r}"
 
 
 def test_http_redirects_to_https(site):

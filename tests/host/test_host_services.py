@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import pytest
-
-from host_helpers import (
+from contract import (
+    APP_SERVICES,
     BASE_DIR,
+    COMPOSE_FILE,
     COMPOSE_PROJECT,
+    DATA_SERVICES,
     EXTERNAL_NETWORK,
     HEALTHCHECKED,
     INTERNAL_NETWORK,
-    SERVICES,
+    SERVICE_NAMES,
     container_name,
-    health_status,
-    inspect,
-    inspect_json,
 )
+from host_helpers import health_status, inspect, inspect_json
 
 
 def listening(host) -> list[tuple[str, int]]:
@@ -41,11 +41,9 @@ def test_compose_v2_available(host):
 
 def test_compose_accepts_the_deployed_files(host):
     # `config --quiet` validates without printing: the resolved configuration holds the env files' secrets.
-    result = host.run(
-        f"docker compose --project-directory {BASE_DIR} -f {BASE_DIR}/docker-compose.yml config --quiet"
-    )
+    result = host.run(f"docker compose --project-directory {BASE_DIR} -f {COMPOSE_FILE} config --quiet")
     assert result.rc == 0, (
-        f"`docker compose config` rejects {BASE_DIR}/docker-compose.yml or its env files "
+        f"`docker compose config` rejects {COMPOSE_FILE} or its env files "
         "(the same command on the host says why; keep --quiet, without it compose prints the secrets)"
     )
 
@@ -54,12 +52,12 @@ def test_only_expected_containers_in_project(host):
     out = host.check_output(
         f"docker ps -a --filter label=com.docker.compose.project={COMPOSE_PROJECT} --format '{{{{.Names}}}}'"
     )
-    assert sorted(out.split()) == sorted(container_name(s) for s in SERVICES), (
+    assert sorted(out.split()) == sorted(container_name(s) for s in SERVICE_NAMES), (
         f"containers of compose project {COMPOSE_PROJECT}: {sorted(out.split())}"
     )
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", SERVICE_NAMES)
 def test_container_running(host, service):
     status = inspect(host, service, "{{.State.Status}} {{.State.Restarting}}")
     assert status == "running false", f"{container_name(service)}: state {status!r}, expected running"
@@ -73,19 +71,19 @@ def test_container_healthy(host, service):
     assert status == "healthy", f"{container_name(service)}: health {status!r}, expected healthy"
 
 
-@pytest.mark.parametrize("service", ["db", "redis"])
+@pytest.mark.parametrize("service", DATA_SERVICES)
 def test_datastore_runs_as_991(host, service):
     user = inspect(host, service, "{{.Config.User}}")
     assert user == "991:991", f"{container_name(service)} runs as {user!r}, expected '991:991'"
 
 
-@pytest.mark.parametrize("service", ["db", "redis"])
+@pytest.mark.parametrize("service", DATA_SERVICES)
 def test_datastore_only_on_internal_network(host, service):
     networks = sorted(inspect_json(host, service, ".NetworkSettings.Networks") or {})
     assert networks == [INTERNAL_NETWORK], f"{container_name(service)} is on networks {networks}"
 
 
-@pytest.mark.parametrize("service", ["db", "redis"])
+@pytest.mark.parametrize("service", DATA_SERVICES)
 def test_datastore_publishes_no_port(host, service):
     bindings = inspect_json(host, service, ".HostConfig.PortBindings") or {}
     assert not bindings, f"{container_name(service)} publishes host ports: {bindings}"
@@ -99,7 +97,7 @@ def test_internal_network_is_internal(host):
     assert internal.strip() == "true", f"{INTERNAL_NETWORK} is not `internal: true`"
 
 
-@pytest.mark.parametrize("service", ["web", "streaming", "sidekiq"])
+@pytest.mark.parametrize("service", APP_SERVICES)
 def test_app_networks(host, service):
     networks = set(inspect_json(host, service, ".NetworkSettings.Networks") or {})
     assert {INTERNAL_NETWORK, EXTERNAL_NETWORK} <= networks, (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pyinfra_mastodon import settings
+from pyinfra_mastodon import layout, settings
 from pyinfra_mastodon.render import render
 
 BASE = {
@@ -46,6 +47,17 @@ def test_compose_has_the_six_services_with_the_configured_images():
     assert services["sidekiq"]["command"] == "bundle exec sidekiq"
 
 
+@pytest.mark.parametrize(
+    "image, folder",
+    [("postgres:14-alpine", "postgres14"), ("postgres:17-alpine", "postgres17"), ("postgres:latest", "postgres14")],
+)
+def test_compose_db_data_folder_is_named_by_the_postgres_major(image, folder):
+    doc = compose(mastodon_postgres_image=image)
+    assert doc["services"]["db"]["volumes"] == [f"./{folder}:/var/lib/postgresql/data"]
+    assert f"/opt/mastodon/{folder}" in layout.data_dirs(folder)
+    assert "/opt/mastodon/postgres14" not in layout.data_dirs("postgres17")
+
+
 def test_compose_keeps_data_services_internal_and_owned_by_991():
     doc = compose()
     assert doc["networks"]["internal_network"]["internal"] is True
@@ -54,7 +66,7 @@ def test_compose_keeps_data_services_internal_and_owned_by_991():
         assert service["networks"] == ["internal_network"]
         assert "ports" not in service
         assert service["user"] == "991:991"
-    assert doc["services"]["db"]["healthcheck"]["test"] == ["CMD", "pg_isready", "-U", "postgres"]
+    assert doc["services"]["db"]["healthcheck"]["test"] == ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres"]
     assert doc["services"]["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert doc["services"]["web"]["ports"] == ["127.0.0.1:3000:3000"]
     assert doc["services"]["streaming"]["ports"] == ["127.0.0.1:4000:4000"]
@@ -89,12 +101,10 @@ def test_env_production_extra_env_turns_s3_on_without_a_second_line():
     assert [line for line in lines if line.startswith("ES_ENABLED=")] == ["ES_ENABLED=false"]
 
 
-@pytest.mark.parametrize(
-    "template", ["env.production.j2", "env.db.j2", "docker-compose.yml.j2", "nginx-site.conf.j2"]
-)
+@pytest.mark.parametrize("template", ["env.production.j2", "env.db.j2", "docker-compose.yml.j2", "nginx-site.conf.j2"])
 def test_every_file_starts_with_the_managed_header(template):
     # The deploy recognises its own nginx server blocks (and only those) by this first line.
-    assert render(template, config()).startswith(settings.MANAGED_HEADER)
+    assert render(template, config()).startswith(layout.MANAGED_HEADER)
 
 
 def test_env_db_trusts_the_internal_network_and_moves_pgdata_below_the_mount():
@@ -108,8 +118,12 @@ def _self_signed(directory: Path, domain: str) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
         .sign(key, hashes.SHA256())
@@ -119,8 +133,7 @@ def _self_signed(directory: Path, domain: str) -> None:
     for name in ("fullchain.pem", "chain.pem", "cert.pem"):
         (directory / name).write_bytes(pem)
     (directory / "privkey.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption())
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
 
 
@@ -131,25 +144,66 @@ def nginx_binary() -> str:
     return found
 
 
-def test_nginx_server_block_passes_a_real_nginx_t(tmp_path):
+HTTP2_DIRECTIVE = (1, 25, 1)  # nginx added `http2 on;` and deprecated `listen ... http2` in 1.25.1
+
+
+def nginx_version(binary: str) -> tuple[int, ...]:
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    assert match, f"cannot read the version of {binary}: {out!r}"
+    return tuple(int(part) for part in match.groups())
+
+
+def as_pre_1_25_1(conf: str) -> str:
+    """The same server block in the syntax nginx < 1.25.1 knows: `http2 on;` becomes the `http2`
+    parameter of that block's `listen` lines (the only directive that differs)."""
+    blocks = conf.split("server {")
+    for i, block in enumerate(blocks):
+        if re.search(r"^\s*http2 on;\n", block, flags=re.M):
+            block = re.sub(r"^\s*http2 on;\n", "", block, flags=re.M)
+            blocks[i] = re.sub(r"^(\s*listen [^;]* ssl);", r"\1 http2;", block, flags=re.M)
+    return "server {".join(blocks)
+
+
+def test_nginx_server_block_uses_the_http2_directive():
+    # nginx >= 1.25.1 (the real image runs 1.31) warns at every start and reload on `listen ... http2`
+    conf = render("nginx-site.conf.j2", config())
+    assert not re.search(r"^\s*listen [^;]*\bhttp2\b", conf, flags=re.M), "deprecated `listen ... http2`"
+    site = conf.split(f"server_name {config().domain};")[0].rsplit("server {", 1)[1]
+    assert "http2 on;" in conf.split("server {")[-1] and "listen 443 ssl;" in site
+
+
+def test_nginx_server_block_passes_a_real_nginx_t_without_warnings(tmp_path):
+    """`nginx -t` with the machine's nginx: no error, no [warn]/[emerg]. Before 1.25.1 nginx does
+    not know `http2 on;`: the block is then checked in that version's syntax (as_pre_1_25_1), and
+    the e2e test (test_nginx_warnings) checks the block as written on the stand-in's nginx 1.26."""
+    binary = nginx_binary()
+    version = nginx_version(binary)
     cfg = config()
     conf = render("nginx-site.conf.j2", cfg)
-    assert f"ssl_certificate_key {settings.LETSENCRYPT_DIR}/live/{cfg.domain}/privkey.pem;" in conf
+    assert f"ssl_certificate_key {layout.LETSENCRYPT_DIR}/live/{cfg.domain}/privkey.pem;" in conf
+    if version < HTTP2_DIRECTIVE:
+        conf = as_pre_1_25_1(conf)
+        assert "http2 on;" not in conf and conf.count(" ssl http2;") == 2
     letsencrypt = tmp_path / "letsencrypt"
     _self_signed(letsencrypt / "live" / cfg.domain, cfg.domain)
     site = tmp_path / f"{cfg.domain}.conf"
-    site.write_text(conf.replace(settings.LETSENCRYPT_DIR, str(letsencrypt)))
+    site.write_text(conf.replace(layout.LETSENCRYPT_DIR, str(letsencrypt)))
     main = tmp_path / "nginx.conf"
     main.write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
         f"http {{\n  access_log off;\n  include {site};\n}}\n"
     )
     result = subprocess.run(
-        [nginx_binary(), "-t", "-c", str(main), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")],
-        capture_output=True, text=True,
+        [binary, "-t", "-c", str(main), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")],
+        capture_output=True,
+        text=True,
     )
-    assert result.returncode == 0, result.stderr
-    assert "test is successful" in result.stderr
+    where = f"nginx {'.'.join(map(str, version))}"
+    assert result.returncode == 0, f"{where}: {result.stderr}"
+    assert "test is successful" in result.stderr, f"{where}: {result.stderr}"
+    problems = [line for line in result.stderr.splitlines() if "[warn]" in line or "[emerg]" in line]
+    assert not problems, f"{where} warns about the server block: {problems}"
 
 
 def test_nginx_server_block_routes_and_headers():
@@ -158,11 +212,31 @@ def test_nginx_server_block_routes_and_headers():
     assert "ssl_reject_handshake on;" in conf  # unknown names refused
     assert conf.count("listen [::]:443 ssl") == 2  # IPv6 too, like IPv4
     assert "listen 80" not in conf  # the image's redirector owns port 80 and the ACME challenge
-    for header in ("Host $host", "X-Real-IP $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for",
-                   "X-Forwarded-Proto $scheme", "X-Forwarded-Ssl on"):
+    for header in (
+        "Host $host",
+        "X-Real-IP $remote_addr",
+        "X-Forwarded-For $proxy_add_x_forwarded_for",
+        "X-Forwarded-Proto $scheme",
+        "X-Forwarded-Ssl on",
+    ):
         assert conf.count(f"proxy_set_header {header};") == 2, header
     streaming = conf.split("location ^~ /api/v1/streaming")[1]
     assert "proxy_pass http://mastodon_streaming;" in streaming
     assert "proxy_buffering off;" in streaming and "proxy_http_version 1.1;" in streaming
     assert "proxy_set_header Upgrade $http_upgrade;" in streaming
     assert "server 127.0.0.1:3000" in conf and "server 127.0.0.1:4000" in conf
+
+
+def test_no_empty_smtp_login_or_password_lines():
+    # config/email.yml: user_name is ENV.fetch('SMTP_LOGIN', nil), so an empty line means AUTH with "".
+    lines = render("env.production.j2", config()).splitlines()
+    assert not any(line.startswith(("SMTP_LOGIN=", "SMTP_PASSWORD=")) for line in lines)
+    lines = render("env.production.j2", config(mastodon_smtp_login="mailer", mastodon_smtp_password="pw")).splitlines()
+    assert "SMTP_LOGIN=mailer" in lines and "SMTP_PASSWORD=pw" in lines
+
+
+def test_database_health_check_is_over_tcp():
+    # The entrypoint's first-start server listens on the Unix socket only (docker-entrypoint.sh).
+    doc = yaml.safe_load(render("docker-compose.yml.j2", config()))
+    test = doc["services"]["db"]["healthcheck"]["test"]
+    assert test[test.index("-h") + 1] == "127.0.0.1"

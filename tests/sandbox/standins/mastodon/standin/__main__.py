@@ -38,7 +38,7 @@ def dispatch(program, argv):
         from .boot import boot_rails
         from .sidekiq import exec_titled
 
-        boot_rails()  # fail before renaming the process
+        boot_rails(count=False)  # fail before renaming the process; the renamed one boots (and counts)
         exec_titled(os.path.realpath(_sys.executable or "/usr/bin/python3"), argv)
     if program == "sidekiq-run":
         from .sidekiq import main
@@ -54,6 +54,10 @@ def dispatch(program, argv):
 def main():
     if len(sys.argv) < 2:
         return usage("usage: python3 -m standin PROGRAM [ARGS...]")
+    import os
+
+    # what the boot counter records (kept across the sidekiq stand-in's re-exec)
+    os.environ.setdefault("STANDIN_BOOT_COMMAND", " ".join(sys.argv[1:]))
     return dispatch(sys.argv[1], sys.argv[2:])
 
 

@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 
 AR_KEYS = (
     "ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY",
@@ -29,6 +30,16 @@ SECRET_KEY_BASE_MESSAGE = (
     "`bin/rails credentials:edit` (ArgumentError)"
 )
 
+# config/initializers/deprecations.rb (v4.6.5): `abort message` when REDIS_NAMESPACE is set at all.
+REDIS_NAMESPACE_MESSAGE = """ERROR: the REDIS_NAMESPACE environment variable is no longer supported, and a migration is required.
+
+Please see documentation at https://github.com/mastodon/redis_namespace_migration
+"""
+
+REDIS_NAMESPACE_ES_MESSAGE = """
+In addition, as REDIS_NAMESPACE is being used as a prefix for Elasticsearch, please do not forget to set ES_PREFIX to "{namespace}".
+"""
+
 LOCAL_DOMAIN_MESSAGE = (
     "[stand-in] LOCAL_DOMAIN is not set. Real Mastodon silently falls back to localhost:$PORT "
     "(config/initializers/1_hosts.rb), which is always a deployment error; the stand-in refuses to boot."
@@ -40,6 +51,8 @@ def boot_errors(env):
     for key in AR_KEYS:
         if not env.get(key, "").strip():
             return AR_MISSING_MESSAGE
+    if "REDIS_NAMESPACE" in env:  # Ruby's `if ENV['REDIS_NAMESPACE']`: "" is truthy too
+        return redis_namespace_message(env)
     if env.get("RAILS_ENV", "production") == "production":
         for key in AR_KEYS:
             if env[key].strip().endswith("DO_NOT_USE_IN_PRODUCTION"):
@@ -51,9 +64,56 @@ def boot_errors(env):
     return None
 
 
-def boot_rails(env=None):
-    """Abort like Ruby's ``abort``: message on stderr, exit status 1."""
-    message = boot_errors(os.environ if env is None else env)
+def redis_namespace_message(env):
+    es_configured = (
+        env.get("ES_ENABLED") == "true"
+        or env.get("ES_HOST", "localhost") != "localhost"
+        or env.get("ES_PORT", "9200") != "9200"
+        or env.get("ES_PASS", "password") != "password"
+    )
+    message = REDIS_NAMESPACE_MESSAGE
+    if es_configured and not env.get("ES_PREFIX"):
+        message += REDIS_NAMESPACE_ES_MESSAGE.format(namespace=env["REDIS_NAMESPACE"])
+    return message
+
+
+def boot_command(env=None):
+    """The command line being booted, as the shim received it (``bundle exec rails db:prepare``)."""
+    env = os.environ if env is None else env
+    return env.get("STANDIN_BOOT_COMMAND") or " ".join(sys.argv)
+
+
+def record_boot(env):
+    """One ``rails-boot`` row in standin_events per Rails boot (best effort: one try, logged on failure)."""
+    from . import image_version
+    from .db import connect, record_event
+
+    try:
+        conn = connect(dict(env, STANDIN_DB_CONNECT_TIMEOUT=env.get("STANDIN_DB_CONNECT_TIMEOUT", "3")))
+        try:
+            record_event(conn, "rails-boot", image_version(), boot_command(env))
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - counting must never change what the command does
+        sys.stderr.write(f"[stand-in] rails-boot not recorded: {exc}\n")
+
+
+def boot_seconds(env):
+    try:
+        return max(0.0, float(env.get("STANDIN_BOOT_SECONDS") or 0))
+    except ValueError:
+        return 0.0
+
+
+def boot_rails(env=None, count=True):
+    """A Rails boot: STANDIN_BOOT_SECONDS of "loading", one ``rails-boot`` event, then the initializers'
+    checks, which abort like Ruby's ``abort`` (message on stderr, exit status 1).
+    ``count=False`` only checks (the sidekiq stand-in checks before re-executing itself, then boots)."""
+    env = os.environ if env is None else env
+    if count:
+        time.sleep(boot_seconds(env))
+        record_boot(env)
+    message = boot_errors(env)
     if message:
         sys.stderr.write(message if message.endswith("\n") else message + "\n")
         sys.stderr.flush()

@@ -384,8 +384,10 @@ def main(argv, program="bin/rails"):
         return 1
     except (RakeError, DatabaseError) as exc:
         sys.stdout.flush()
-        sys.stderr.write(f"{program} aborted!\n{exc.klass}: {exc.message}\n\nTasks: TOP => {tasks[0]}\n"
-                         "(See full trace by running task with --trace)\n")
+        sys.stderr.write(
+            f"{program} aborted!\n{exc.klass}: {exc.message}\n\nTasks: TOP => {tasks[0]}\n"
+            "(See full trace by running task with --trace)\n"
+        )
         return 1
     except Exception as exc:  # psycopg2 errors etc.
         sys.stdout.flush()

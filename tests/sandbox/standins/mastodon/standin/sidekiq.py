@@ -8,6 +8,7 @@ import threading
 from . import SIDEKIQ_VERSION, image_version
 from .boot import boot_rails
 from .db import record_event_with_retry
+from .redis import Redis, RedisError
 
 TMP_DIR = "/opt/mastodon/tmp"
 PROCESS_TITLE = f"sidekiq {SIDEKIQ_VERSION} mastodon [0 of 5 busy]"
@@ -18,10 +19,41 @@ def exec_titled(python, argv):
     os.execv(python, [PROCESS_TITLE, "-u", "-m", "standin", "sidekiq-run", *argv])
 
 
+def redis_version(info):
+    for line in info.splitlines():
+        if line.startswith("redis_version:"):
+            return tuple(int(n) for n in line.split(":", 1)[1].strip().split(".")[:3] if n.isdigit())
+    return ()
+
+
+def check_redis(env=None):
+    """Sidekiq 8.1.6 lib/sidekiq/cli.rb `run`: `@config.redis_info` before the :startup event (which
+    touches the ready file); Redis older than 7.0.0 is refused. Raises RedisError."""
+    with Redis(env) as conn:
+        info = conn.call("INFO").decode("utf-8", "replace")
+    version = redis_version(info)
+    if version < (7, 0, 0):
+        raise RedisError(
+            f"You are connected to Redis {'.'.join(map(str, version))}, Sidekiq requires Redis 7.0.0 or greater"
+        )
+
+
+def heartbeat(stopping):
+    """Sidekiq's launcher beats every 10 s; a lost Redis is logged, the process goes on (as Sidekiq's does)."""
+    while not stopping.wait(10):
+        try:
+            with Redis() as conn:
+                conn.call("SET", "standin:sidekiq:heartbeat", str(int(__import__("time").time())), "EX", "60")
+        except RedisError as exc:
+            print(f"ERROR: heartbeat: {exc}", file=sys.stderr, flush=True)
+
+
 def main(argv):
     boot_rails()
-    ready = os.path.join(TMP_DIR, os.environ.get(
-        "MASTODON_SIDEKIQ_READY_FILENAME", "sidekiq_process_has_started_and_will_begin_processing_jobs"))
+    ready = os.path.join(
+        TMP_DIR,
+        os.environ.get("MASTODON_SIDEKIQ_READY_FILENAME", "sidekiq_process_has_started_and_will_begin_processing_jobs"),
+    )
     stopping = threading.Event()
 
     def stop(signum, frame):
@@ -29,15 +61,24 @@ def main(argv):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"INFO: Booted Rails 8.1.3 application in production environment (mastodon stand-in {image_version()})\n"
-          f"INFO: Running in ruby 4.0.5, Sidekiq {SIDEKIQ_VERSION}\nINFO: Starting processing, hit Ctrl-C to stop",
-          flush=True)
+    print(
+        f"INFO: Booted Rails 8.1.3 application in production environment (mastodon stand-in {image_version()})\n"
+        f"INFO: Running in ruby 4.0.5, Sidekiq {SIDEKIQ_VERSION}",
+        flush=True,
+    )
+    try:
+        check_redis()
+    except RedisError as exc:  # bin/sidekiq: `warn e.message`, backtrace, exit 1
+        print(f"{exc}\n[stand-in] (Sidekiq::CLI#run, redis_info)", file=sys.stderr, flush=True)
+        return 1
+    print("INFO: Starting processing, hit Ctrl-C to stop", flush=True)
     threading.Thread(target=record_event_with_retry, args=("sidekiq-start", image_version()), daemon=True).start()
     try:
         with open(ready, "a", encoding="utf-8"):
             pass
     except OSError as exc:
         print(f"WARN: could not touch {ready}: {exc}", file=sys.stderr, flush=True)
+    threading.Thread(target=heartbeat, args=(stopping,), daemon=True).start()
     while not stopping.wait(3600):
         pass
     print("INFO: Shutting down\nINFO: Bye!", flush=True)

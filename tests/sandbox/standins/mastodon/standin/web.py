@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler
 
 from . import image_version, plain_version
 from .boot import boot_rails
-from .server import serve
 from .db import connect, table_exists
+from .redis import RedisError
+from .server import serve
 
 PUBLIC_DIR = "/opt/mastodon/public"
 SYSTEM_DIR = os.path.join(PUBLIC_DIR, "system")
@@ -67,15 +68,22 @@ class Handler(BaseHTTPRequestHandler):
         host = host_without_port(self.headers.get("Host"))
         if host not in allowed_hosts(env):
             sys.stderr.write(f"[ActionDispatch::HostAuthorization::DefaultResponseApp] Blocked hosts: {host}\n")
-            self.send(403, f"<!DOCTYPE html><html><body><h1>Blocked hosts: {host}</h1></body></html>\n",
-                      "text/html; charset=utf-8")
+            self.send(
+                403,
+                f"<!DOCTYPE html><html><body><h1>Blocked hosts: {host}</h1></body></html>\n",
+                "text/html; charset=utf-8",
+            )
             return False
         proto = (self.headers.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
         if proto != "https" and not path.startswith("/health") and not host.endswith(".onion"):
             status = 301 if self.command in ("GET", "HEAD") else 308
             location = f"https://{host}{self.path}"
-            self.send(status, f"<html><body>You are being <a href=\"{location}\">redirected</a>.</body></html>",
-                      "text/html; charset=utf-8", {"Location": location})
+            self.send(
+                status,
+                f'<html><body>You are being <a href="{location}">redirected</a>.</body></html>',
+                "text/html; charset=utf-8",
+                {"Location": location},
+            )
             return False
         return True
 
@@ -104,16 +112,24 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(500, {"error": "We're sorry, but something went wrong on our end."})
                 return
             domain = env["LOCAL_DOMAIN"]
-            body = {"domain": domain, "title": "Mastodon", "version": plain_version(),
-                    "source_url": "https://github.com/mastodon/mastodon"}
+            body = {
+                "domain": domain,
+                "title": "Mastodon",
+                "version": plain_version(),
+                "source_url": "https://github.com/mastodon/mastodon",
+            }
             if path == "/api/v1/instance":
                 body = {"uri": domain, **body}
             self.send_json(200, body)
             return
         if path == "/":
-            self.send(200, "<!DOCTYPE html><html><head><title>Mastodon</title></head><body>"
-                           f"<h1>{env['LOCAL_DOMAIN']}</h1><p>Mastodon stand-in {image_version()} "
-                           "(test double, not Mastodon)</p></body></html>\n", "text/html; charset=utf-8")
+            self.send(
+                200,
+                "<!DOCTYPE html><html><head><title>Mastodon</title></head><body>"
+                f"<h1>{env['LOCAL_DOMAIN']}</h1><p>Mastodon stand-in {image_version()} "
+                "(test double, not Mastodon)</p></body></html>\n",
+                "text/html; charset=utf-8",
+            )
             return
         if path.startswith("/system/"):  # RAILS_SERVE_STATIC_FILES=true serves public/
             real = os.path.realpath(os.path.join(PUBLIC_DIR, path.lstrip("/")))
@@ -121,8 +137,11 @@ class Handler(BaseHTTPRequestHandler):
                 with open(real, "rb") as fh:
                     self.send(200, fh.read(), "application/octet-stream")
                 return
-        self.send(404, "<!DOCTYPE html><html><body><h1>The page you were looking for doesn't exist.</h1></body></html>\n",
-                  "text/html; charset=utf-8")
+        self.send(
+            404,
+            "<!DOCTYPE html><html><body><h1>The page you were looking for doesn't exist.</h1></body></html>\n",
+            "text/html; charset=utf-8",
+        )
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -151,9 +170,31 @@ class Handler(BaseHTTPRequestHandler):
             except OSError as exc:
                 self.send_json(500, {"error": f"{type(exc).__name__}: {exc}"})
                 return
-            self.send_json(200, {"id": media_id, "type": "unknown",
-                                 "url": f"https://{self.server.env['LOCAL_DOMAIN']}/system/{rel}",
-                                 "size": len(body)})
+            # app/controllers/api/v2/media_controller.rb creates with delay_processing: true; for video,
+            # gifv and audio (MediaAttachment#larger_media_format?) the model then calls
+            # PostProcessMediaWorker.perform_async (media_attachment.rb:435): a Sidekiq push to Redis,
+            # and the answer is 202 (not processed yet). Redis down: the push raises, the answer is 500.
+            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            status = 200
+            if content_type.startswith(("video/", "audio/")) or content_type == "image/gif":
+                from .tootctl import enqueue
+
+                try:
+                    enqueue([("default", "PostProcessMediaWorker", [media_id])])
+                except RedisError as exc:
+                    sys.stderr.write(f"[stand-in web] RedisClient::CannotConnectError: {exc}\n")
+                    self.send_json(500, {"error": "We're sorry, but something went wrong on our end."})
+                    return
+                status = 202
+            self.send_json(
+                status,
+                {
+                    "id": media_id,
+                    "type": "unknown",
+                    "url": f"https://{self.server.env['LOCAL_DOMAIN']}/system/{rel}",
+                    "size": len(body),
+                },
+            )
             return
         self.send_json(404, {"error": "Record not found"})
 

@@ -1,0 +1,1 @@
+"""Small programs the facts run on the host with its own ``python3`` (read by ``commands.py``)."""
