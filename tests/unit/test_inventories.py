@@ -304,11 +304,17 @@ def test_vagrantfile_contents():
 
 # VirtualBox is not in Debian's archive. Vagrant's virtualbox provider only asks `VBoxManage --version`
 # before it validates its config block (checked below: no other call), so a VBoxManage that answers
-# that one question lets Vagrant's own validator check the block. libvirt (Debian's vagrant-libvirt)
-# and docker (built into Vagrant) validate with nothing faked.
+# that one question lets Vagrant's own validator check the block. The docker provider (built into
+# Vagrant) likewise only asks `docker version` whether an engine answers; a unit test must not need a
+# running engine, so a docker that answers that one question stands in (no other call, checked below).
+# libvirt (Debian's vagrant-libvirt) validates with nothing faked.
 FAKE_VBOXMANAGE = """#!/bin/sh
 echo "$*" >> "$(dirname "$0")/calls"
 case "$1" in --version) echo 7.0.14r161095 ;; *) exit 1 ;; esac
+"""
+FAKE_DOCKER = """#!/bin/sh
+echo "$*" >> "$(dirname "$0")/calls"
+case "$1" in version) printf 'Client:\\n Version: 28.2.2\\nServer:\\n Version: 28.2.2\\n' ;; *) exit 1 ;; esac
 """
 
 
@@ -319,6 +325,8 @@ def _vagrant_validate(provider: str, tmp_path: Path, vagrantfile: Path = VAGRANT
     fake.mkdir(exist_ok=True)
     (fake / "VBoxManage").write_text(FAKE_VBOXMANAGE)
     (fake / "VBoxManage").chmod(0o755)
+    (fake / "docker").write_text(FAKE_DOCKER)
+    (fake / "docker").chmod(0o755)
     env = dict(
         os.environ,
         VAGRANT_DEFAULT_PROVIDER=provider,
@@ -338,6 +346,8 @@ def test_vagrant_validate(provider, tmp_path):
     calls = tmp_path / "bin" / "calls"
     if provider == "virtualbox":
         assert set(calls.read_text().split()) == {"--version"}, calls.read_text()
+    if provider == "docker":
+        assert set(calls.read_text().split()) == {"version"}, calls.read_text()
 
 
 @pytest.mark.parametrize("provider", ["virtualbox", "libvirt", "docker"])
