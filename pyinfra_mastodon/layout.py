@@ -122,6 +122,29 @@ SERVICES: tuple[Service, ...] = (
 )
 SERVICES_BY_NAME: dict[str, Service] = {service.name: service for service in SERVICES}
 
+# What a host of an instance runs (mastodon_roles). A single server runs SINGLE_SERVER_ROLES, the
+# default; hosts with one domain are one instance, whose roles are spread over them (instance.py).
+# db_replica: a streaming read replica of the db host's PostgreSQL (upstream's REPLICA_DB_*).
+ROLES: tuple[str, ...] = ("db", "db_replica", "redis", "web", "streaming", "sidekiq", "proxy")
+SINGLE_SERVER_ROLES: tuple[str, ...] = tuple(role for role in ROLES if role in {s.role for s in SERVICES})
+# Roles whose service another host of the instance connects to: such a host needs a private address.
+SERVED_ROLES: tuple[str, ...] = ("db", "db_replica", "redis", "web", "streaming")
+
+# Upstream's Sidekiq queues and weights (config/sidekiq.yml at v4.6.5), the queues that
+# `bundle exec sidekiq` listens to when no list is given. The scheduler queue runs the periodic
+# jobs (`listened_queues_only: true`): exactly one Sidekiq of an instance may listen to it, and a
+# queue no process listens to stops that part of the instance (mastodon#20710: ingress, federation).
+SIDEKIQ_QUEUES: tuple[tuple[str, int | None], ...] = (
+    ("default", 8),
+    ("push", 6),
+    ("ingress", 4),
+    ("mailers", 2),
+    ("pull", None),
+    ("scheduler", None),
+    ("fasp", None),
+)
+SIDEKIQ_SCHEDULER_QUEUE = "scheduler"
+
 
 @dataclass(frozen=True)
 class Timer:

@@ -4,6 +4,7 @@ Rendering of the files in ``templates/``: one Jinja2 environment for the deploy 
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,43 @@ def db_data_dir(cfg: Any) -> str:
     return layout.db_data_dir(versions.postgres_major(cfg.images["db"]))
 
 
+def s3_env(cfg: Any) -> list[tuple[str, str]]:
+    """
+    The ``.env.production`` lines of the object storage (``mastodon_s3_*``), in ``settings.S3_ENV_KEYS``
+    order; none without a bucket. Upstream (config/initializers/paperclip.rb) builds media URLs from
+    ``S3_PROTOCOL`` and ``S3_HOSTNAME`` (default ``s3-REGION.amazonaws.com``) unless an alias host is set:
+    with another endpoint, the endpoint's host and scheme are the ones that serve them.
+    """
+    if not cfg.s3_bucket:
+        return []
+    endpoint = re.match(r"^(https?)://([^/]+)/?$", cfg.s3_endpoint) if cfg.s3_endpoint else None
+    hostname = cfg.s3_hostname or (endpoint.group(2) if endpoint else None)
+    # Browsers load media over https from an alias host (a CDN); otherwise from the endpoint itself.
+    protocol = "https" if cfg.s3_alias_host or not endpoint else endpoint.group(1)
+    pairs = {
+        "S3_ENABLED": "true",
+        "S3_BUCKET": cfg.s3_bucket,
+        "S3_REGION": cfg.s3_region,
+        "S3_ENDPOINT": cfg.s3_endpoint,
+        "S3_PROTOCOL": protocol,
+        "S3_HOSTNAME": hostname,
+        "S3_ALIAS_HOST": cfg.s3_alias_host,
+        "AWS_ACCESS_KEY_ID": cfg.s3_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": cfg.s3_secret_access_key,
+    }
+    return [(key, pairs[key]) for key in settings.S3_ENV_KEYS if pairs[key] is not None]
+
+
+def sidekiq_command(cfg: Any) -> str:
+    """The sidekiq service's command: upstream's ``bundle exec sidekiq``, with ``-c`` and ``-q`` when set."""
+    words = ["bundle", "exec", "sidekiq"]
+    if cfg.sidekiq_concurrency is not None:
+        words += ["-c", str(cfg.sidekiq_concurrency)]
+    for queue in cfg.sidekiq_queues or ():
+        words += ["-q", queue]
+    return " ".join(words)
+
+
 def _context(cfg: Any) -> dict[str, Any]:
     db = replace(layout.SERVICES_BY_NAME["db"], data_dir=db_data_dir(cfg))
     return {
@@ -60,6 +98,8 @@ def _context(cfg: Any) -> dict[str, Any]:
         # service name -> its record: templates say `services.db.data_dir`, never "postgres14"
         "services": {**layout.SERVICES_BY_NAME, "db": db},
         "secret_keys": list(settings.SECRET_ENV_KEYS),
+        "s3_env": s3_env(cfg),
+        "sidekiq_command": sidekiq_command(cfg),
     }
 
 

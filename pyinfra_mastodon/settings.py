@@ -14,6 +14,7 @@ raises ``SettingsError`` whose message is one line naming the host and the key, 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, make_dataclass
@@ -334,6 +335,80 @@ def _validate_extra_env(value: dict) -> None:
             raise ValueError(f"the value of '{key}' must be a str, int or bool (got {type(item).__name__})")
 
 
+_QUEUE_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}(,[1-9][0-9]{0,2})?$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_ENDPOINT_RE = re.compile(r"^(https?)://([A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?)/?$")
+_HOST_PORT_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+_ALIAS_HOST_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*$")
+_REGION_RE = re.compile(r"^[a-z0-9-]{1,40}$")
+_ACCESS_KEY_RE = re.compile(r"^[A-Za-z0-9._/+=-]{3,128}$")
+
+
+def _validate_roles(value: list | tuple) -> None:
+    if not value:
+        raise ValueError(f"lists no role: give some of {', '.join(layout.ROLES)}")
+    for role in value:
+        if role not in layout.ROLES:
+            raise ValueError(f"{_short(role)} is not a role: use {', '.join(layout.ROLES)}")
+    twice = sorted({role for role in value if list(value).count(role) > 1})
+    if twice:
+        raise ValueError(f"lists {', '.join(twice)} twice")
+    if "db" in value and "db_replica" in value:
+        raise ValueError("lists db and db_replica: a replica runs on another host than its primary")
+
+
+def _validate_private_address(value: str) -> None:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{_short(value)} is not an IPv4 or IPv6 address") from None
+    if address.is_loopback or address.is_unspecified or address.is_multicast:
+        raise ValueError(f"{value} cannot be reached from another host (loopback, unspecified or multicast)")
+
+
+def _validate_sidekiq_queues(value: list | tuple) -> None:
+    if not value:
+        raise ValueError("lists no queue: leave it unset for upstream's queues")
+    names = []
+    for entry in value:
+        if not isinstance(entry, str) or not _QUEUE_RE.fullmatch(entry):
+            raise ValueError(f"{_short(entry)} is not a queue: `name` or `name,weight` (sidekiq -q), e.g. `push,6`")
+        names.append(entry.partition(",")[0])
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"lists {', '.join(twice)} twice")
+
+
+def _validate_bucket(value: str) -> None:
+    if not _BUCKET_RE.fullmatch(value) or ".." in value:
+        raise ValueError(f"{_short(value)} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+
+
+def _validate_s3_endpoint(value: str) -> None:
+    if not _S3_ENDPOINT_RE.fullmatch(value):
+        raise ValueError(f"{_short(value)} is not an endpoint URL: `https://HOST[:PORT]` (or http://), no path")
+
+
+def _validate_host_port(value: str) -> None:
+    if not _HOST_PORT_RE.fullmatch(value):
+        raise ValueError(f"{_short(value)} is not HOST or HOST:PORT")
+
+
+def _validate_alias_host(value: str) -> None:
+    if not _ALIAS_HOST_RE.fullmatch(value):
+        raise ValueError(f"{_short(value)} is not a host name with an optional path, e.g. `files.example.org`")
+
+
+def _validate_region(value: str) -> None:
+    if not _REGION_RE.fullmatch(value):
+        raise ValueError(f"{_short(value)} is not a region name (a-z, 0-9, '-')")
+
+
+def _validate_access_key_id(value: str) -> None:
+    if not _ACCESS_KEY_RE.fullmatch(value):
+        raise ValueError("is not an access key id (3-128 of A-Z, a-z, 0-9 and ._/+=-)")
+
+
 def _secret_validator(env_key: str) -> Callable[[str], None]:
     check = _secrets.OVERRIDE_VALIDATORS[env_key]
     fmt = _secrets.OVERRIDE_FORMATS[env_key]
@@ -370,6 +445,8 @@ class Setting:
       the other settings by short name, and ``domain``); may raise ``ValueError`` too
     + shown: False keeps a value that is no secret of ours out of ``repr()`` all the same
     + default_text: the README's default column, when ``default`` does not say it
+    + per_host: True when hosts of one instance may differ in it (roles, addresses, timeouts...);
+      every other setting is the instance's and must agree on all its hosts (``instance.py``)
     """
 
     name: str
@@ -382,6 +459,7 @@ class Setting:
     resolve: Callable[[Any, Mapping[str, Any]], Any] | None = None
     shown: bool = True
     default_text: str | None = None
+    per_host: bool = False
 
     @property
     def short(self) -> str:
@@ -409,13 +487,14 @@ def _timer_settings(timer: layout.Timer) -> tuple[Setting, Setting]:
     """The two settings of a maintenance timer: on/off and its schedule."""
     what = timer.doc if timer.script else f"run `tootctl {timer.command.split(' {')[0]}` on a timer: {timer.doc}"
     return (
-        Setting(timer.setting, bool, False, f"{what} (a systemd timer)" if timer.script else what),
+        Setting(timer.setting, bool, False, f"{what} (a systemd timer)" if timer.script else what, per_host=True),
         Setting(
             timer.schedule_setting,
             str,
             timer.schedule,
             f"when the {timer.name} timer runs (systemd OnCalendar)",
             validate=_validate_on_calendar,
+            per_host=True,
         ),
     )
 
@@ -571,6 +650,7 @@ SETTINGS: tuple[Setting, ...] = (
         180,
         "seconds to wait for the domain's certificate when it is missing, before the run fails",
         validate=_int_range(10, 3600),
+        per_host=True,
     ),
     # mail
     Setting(
@@ -612,6 +692,101 @@ SETTINGS: tuple[Setting, ...] = (
         resolve=lambda value, values: f"notifications@{values['domain']}" if value is None else value,
         default_text="`notifications@<domain>`",
     ),
+    # roles: what each host of an instance runs
+    Setting(
+        "mastodon_roles",
+        (list, tuple),
+        list(layout.SINGLE_SERVER_ROLES),
+        "what this host runs, of `db` `db_replica` `redis` `web` `streaming` `sidekiq` `proxy` (hosts of one domain "
+        "are one instance)",
+        validate=_validate_roles,
+        per_host=True,
+    ),
+    Setting(
+        "mastodon_private_address",
+        (str, _NONE),
+        None,
+        "the address the other hosts of the instance reach this one on (a private network)",
+        validate=_validate_private_address,
+        default_text="(none)",
+        per_host=True,
+    ),
+    Setting(
+        "mastodon_sidekiq_queues",
+        (list, tuple, _NONE),
+        None,
+        "queues this host's Sidekiq works, `name` or `name,weight` (sidekiq -q); unset: all of upstream's",
+        validate=_validate_sidekiq_queues,
+        default_text="(upstream's)",
+        per_host=True,
+    ),
+    Setting(
+        "mastodon_sidekiq_concurrency",
+        (int, _NONE),
+        None,
+        "threads of this host's Sidekiq (sidekiq -c); its `DB_POOL` follows; unset: upstream's 5",
+        validate=_int_range(1, 200),
+        default_text="(upstream's)",
+        per_host=True,
+    ),
+    # object storage
+    Setting(
+        "mastodon_s3_bucket",
+        (str, _NONE),
+        None,
+        "S3 bucket for the media (turns object storage on: `S3_ENABLED=true`); unset: media in public/system",
+        validate=_validate_bucket,
+        default_text="(none)",
+    ),
+    Setting(
+        "mastodon_s3_endpoint",
+        (str, _NONE),
+        None,
+        "URL of an S3-compatible API other than AWS, e.g. `https://s3.example.org` (`S3_ENDPOINT`, path-style)",
+        validate=_validate_s3_endpoint,
+        default_text="(AWS)",
+    ),
+    Setting(
+        "mastodon_s3_region",
+        str,
+        "us-east-1",
+        "the bucket's region (`S3_REGION`)",
+        validate=_validate_region,
+    ),
+    Setting(
+        "mastodon_s3_hostname",
+        (str, _NONE),
+        None,
+        "host that media URLs name without an alias host (`S3_HOSTNAME`); default: the endpoint's host",
+        validate=_validate_host_port,
+        default_text="(the endpoint's)",
+    ),
+    Setting(
+        "mastodon_s3_alias_host",
+        (str, _NONE),
+        None,
+        "host (and path) that serves the bucket to browsers, e.g. a CDN (`S3_ALIAS_HOST`)",
+        validate=_validate_alias_host,
+        default_text="(none)",
+    ),
+    Setting(
+        "mastodon_s3_access_key_id",
+        (str, _NONE),
+        None,
+        "access key id for the bucket (`AWS_ACCESS_KEY_ID`)",
+        validate=_validate_access_key_id,
+        shown=False,
+        default_text="(none)",
+    ),
+    Setting(
+        "mastodon_s3_secret_access_key",
+        (str, _NONE),
+        None,
+        "secret access key for the bucket (`AWS_SECRET_ACCESS_KEY`), from the environment (inventories/prod.py)",
+        secret=True,
+        validate=_validate_env_value,
+        default_text="(none)",
+    ),
     # misc
     Setting(
         "mastodon_extra_env",
@@ -629,6 +804,7 @@ SETTINGS: tuple[Setting, ...] = (
         "50m",
         "size at which Docker rotates a container's json-file log (`max-size`)",
         validate=_validate_log_size,
+        per_host=True,
     ),
     Setting(
         "mastodon_log_max_files",
@@ -636,6 +812,7 @@ SETTINGS: tuple[Setting, ...] = (
         5,
         "rotated log files kept per container (`max-file`)",
         validate=_int_range(1, 100),
+        per_host=True,
     ),
     *(setting for timer in layout.TIMERS for setting in _timer_settings(timer)),
     Setting(
@@ -644,6 +821,7 @@ SETTINGS: tuple[Setting, ...] = (
         7,
         "days of cached remote media the media-remove timer keeps (`tootctl media remove --days`)",
         validate=_int_range(1, 3650),
+        per_host=True,
     ),
     Setting(
         "mastodon_preview_cards_remove_days",
@@ -651,6 +829,7 @@ SETTINGS: tuple[Setting, ...] = (
         180,
         "days of preview cards the preview-cards-remove timer keeps (`tootctl preview_cards remove --days`, 14+)",
         validate=_int_range(14, 3650),
+        per_host=True,
     ),
     Setting(
         "mastodon_tootctl",
@@ -658,6 +837,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "the tootctl command `tasks.tootctl` runs, e.g. `--data mastodon_tootctl='accounts approve alice'`",
         validate=lambda value: _validate_tootctl(value) if value else None,
+        per_host=True,
     ),
     Setting(
         "mastodon_postgres_wait_timeout",
@@ -665,6 +845,7 @@ SETTINGS: tuple[Setting, ...] = (
         120,
         "seconds to wait for PostgreSQL to accept connections",
         validate=_int_range(5, 3600),
+        per_host=True,
     ),
     Setting(
         "mastodon_healthy_timeout",
@@ -672,24 +853,28 @@ SETTINGS: tuple[Setting, ...] = (
         300,
         "seconds to wait for all services to be healthy",
         validate=_int_range(5, 7200),
+        per_host=True,
     ),
     Setting(
         "mastodon_install_docker",
         bool,
         True,
         "install Docker Engine and Compose v2 from the distribution's archive when missing (a Docker there: kept)",
+        per_host=True,
     ),
     Setting(
         "mastodon_firewall",
         bool,
         False,
         "nftables firewall: allow SSH (the deploy's port and sshd's), 80 and 443, drop other input (Docker's kept)",
+        per_host=True,
     ),
     Setting(
         "mastodon_ssh_nodelay",
         bool,
         True,
         "set TCP_NODELAY on pyinfra's SSH socket: no 40 ms delayed-ACK wait per command",
+        per_host=True,
     ),
     Setting(
         "mastodon_allow_patch_downgrade",
@@ -703,6 +888,7 @@ SETTINGS: tuple[Setting, ...] = (
         300,
         "seconds a run waits for another run (or a timer) that holds the host before it gives up",
         validate=_int_range(0, 7200),
+        per_host=True,
     ),
     Setting(
         "mastodon_min_free_mb",
@@ -710,6 +896,7 @@ SETTINGS: tuple[Setting, ...] = (
         1024,
         "MiB that must be free for /opt/mastodon, /var/backups/mastodon and Docker's root before any change",
         validate=_int_range(0, 10_000_000),
+        per_host=True,
     ),
     Setting(
         "mastodon_backup_before_upgrade",
@@ -723,6 +910,7 @@ SETTINGS: tuple[Setting, ...] = (
         7,
         "backups kept by day: the newest of each of this many most recent days (upgrade dumps count too)",
         validate=_int_range(1, 3650),
+        per_host=True,
     ),
     Setting(
         "mastodon_backup_keep_weekly",
@@ -730,6 +918,7 @@ SETTINGS: tuple[Setting, ...] = (
         4,
         "backups kept by week, beyond the daily ones: the newest of each of this many most recent ISO weeks",
         validate=_int_range(0, 520),
+        per_host=True,
     ),
     Setting(
         "mastodon_restic_repository",
@@ -753,6 +942,7 @@ SETTINGS: tuple[Setting, ...] = (
         "latest",
         "the backup `tasks.restore` restores: `latest` or a folder name of `/var/backups/mastodon/`",
         validate=_validate_backup_name,
+        per_host=True,
     ),
     # secret overrides
     *(_secret_override(key) for key in _secrets.SECRET_KEYS),
@@ -839,6 +1029,48 @@ def _restic_password_given(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+# What the mastodon_s3_* settings write into .env.production (render.s3_env).
+S3_ENV_KEYS: tuple[str, ...] = (
+    "S3_ENABLED",
+    "S3_BUCKET",
+    "S3_REGION",
+    "S3_ENDPOINT",
+    "S3_PROTOCOL",
+    "S3_HOSTNAME",
+    "S3_ALIAS_HOST",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
+_S3_NEEDS_BUCKET = ("s3_endpoint", "s3_hostname", "s3_alias_host", "s3_access_key_id", "s3_secret_access_key")
+
+
+def _s3_given_with_a_bucket(name: str) -> Callable[[Mapping[str, Any]], str | None]:
+    def check(values: Mapping[str, Any]) -> str | None:
+        if values[name] is not None and not values["s3_bucket"]:
+            return "is set without mastodon_s3_bucket: object storage is off, so it would do nothing"
+        return None
+
+    return check
+
+
+def _s3_key_given(name: str, how: str) -> Callable[[Mapping[str, Any]], str | None]:
+    def check(values: Mapping[str, Any]) -> str | None:
+        if values["s3_bucket"] and not values[name]:
+            return f"is required when mastodon_s3_bucket is set ({how})"
+        return None
+
+    return check
+
+
+def _extra_env_leaves_s3_to_its_settings(values: Mapping[str, Any]) -> str | None:
+    if not values["s3_bucket"]:
+        return None  # object storage set up through mastodon_extra_env, as before the typed settings
+    taken = sorted(key for key in values["extra_env"] if key in S3_ENV_KEYS)
+    if taken:
+        return f"sets {', '.join(taken)}, which mastodon_s3_* write when mastodon_s3_bucket is set: set them there"
+    return None
+
+
 ASSERTIONS: tuple[Assertion, ...] = (
     Assertion("mastodon_server_id", _domain_first_label),
     Assertion("mastodon_zone", _domain_name),
@@ -848,6 +1080,13 @@ ASSERTIONS: tuple[Assertion, ...] = (
     Assertion("mastodon_acme_directory", _one_certificate_source),
     Assertion("mastodon_acme_ca_bundle", _ca_bundle_needs_a_directory),
     Assertion("mastodon_restic_password", _restic_password_given),
+    *(Assertion(f"{PREFIX}{name}", _s3_given_with_a_bucket(name)) for name in _S3_NEEDS_BUCKET),
+    Assertion("mastodon_s3_access_key_id", _s3_key_given("s3_access_key_id", "the bucket's access key id")),
+    Assertion(
+        "mastodon_s3_secret_access_key",
+        _s3_key_given("s3_secret_access_key", "give it from the environment"),
+    ),
+    Assertion("mastodon_extra_env", _extra_env_leaves_s3_to_its_settings),
 )
 
 
@@ -983,6 +1222,10 @@ def load_config(host_name: str, data: Mapping[str, Any]) -> MastodonConfig:
                 raise _refusal(host_name, setting, values[setting.short], e) from None
 
     values["extra_env"] = dict(values["extra_env"])
+    # Lists from the data, as tuples: the config is frozen and hashable.
+    values["roles"] = tuple(values["roles"])
+    if values["sidekiq_queues"] is not None:
+        values["sidekiq_queues"] = tuple(values["sidekiq_queues"])
     values["secret_overrides"] = {
         env_key: values[SETTINGS_BY_NAME[name].short]
         for env_key, name in SECRET_ENV_KEYS.items()
@@ -995,21 +1238,18 @@ def load_inventory_configs(
     hosts: Iterable[tuple[str, Mapping[str, Any]]],
 ) -> dict[str, MastodonConfig]:
     """
-    Validate every host (in the given order) and check that no two share a domain; raises the first
-    ``SettingsError``. Returns host name -> ``MastodonConfig``.
+    Validate every host (in the given order), then each instance as a whole (``instance.check``:
+    hosts with one domain are one instance); raises the first ``SettingsError``. Returns host name
+    -> ``MastodonConfig``.
 
     + hosts: ``(host name, data)`` pairs, e.g. ``[(h.name, h.data.dict()) for h in inventory]``
     """
+    from . import instance  # it reads this module's SETTINGS
+
     configs: dict[str, MastodonConfig] = {}
-    owners: dict[str, str] = {}
+    data_of: dict[str, Mapping[str, Any]] = {}
     for host_name, data in hosts:
-        config = load_config(host_name, data)
-        if config.domain in owners:
-            raise SettingsError(
-                host_name,
-                "mastodon_server_id",
-                f"the domain '{config.domain}' is also the domain of host '{owners[config.domain]}'",
-            )
-        owners[config.domain] = host_name
-        configs[host_name] = config
+        configs[host_name] = load_config(host_name, data)
+        data_of[host_name] = data
+    instance.check(configs, data_of)
     return configs

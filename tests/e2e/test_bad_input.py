@@ -127,6 +127,24 @@ DATA_CASES = [
 # the "smtp-port-as-string" entry must be the string "587" in JSON: --data mastodon_smtp_port='"587"'
 DATA_CASES = [(i, ['mastodon_smtp_port="587"'] if i == "smtp-port-as-string" else d, k, s) for i, d, k, s in DATA_CASES]
 
+# One instance over four hosts, as inventories/sandbox_cluster.py spreads it.
+CLUSTER_WITHOUT_S3 = {
+    "db": {"mastodon_roles": ["db", "redis"], "mastodon_private_address": "10.213.0.11"},
+    "app1": {"mastodon_roles": ["web", "streaming", "sidekiq"], "mastodon_private_address": "10.213.0.21"},
+    "app2": {
+        "mastodon_roles": ["web", "streaming", "sidekiq"],
+        "mastodon_private_address": "10.213.0.22",
+        "mastodon_sidekiq_queues": ["default", "push", "ingress", "mailers", "pull", "fasp"],
+    },
+    "edge": {"mastodon_roles": ["proxy"]},
+}
+_S3 = {
+    "mastodon_s3_bucket": "media",
+    "mastodon_s3_access_key_id": "AKIASANDBOX",
+    "mastodon_s3_secret_access_key": "k" * 40,
+}
+CLUSTER = {name: {**data, **_S3} for name, data in CLUSTER_WITHOUT_S3.items()}
+
 # (id, {host name: extra data}, host named in the message, expected setting)
 INVENTORY_CASES = [
     ("zone-missing", {"sandbox": {"mastodon_zone": None}}, "sandbox", "mastodon_zone"),
@@ -139,6 +157,23 @@ INVENTORY_CASES = [
         "mastodon_zone",
     ),
     ("server-id-list", {"sandbox": {"mastodon_server_id": ["1"]}}, "sandbox", "mastodon_server_id"),
+    # instances checked as a whole (pyinfra_mastodon/instance.py); the hosts below all name this sandbox,
+    # and the instance's rules come before the one that refuses two hosts on one server
+    (
+        "part-of-the-roles-alone",
+        {"sandbox": {"mastodon_roles": ["web", "streaming", "sidekiq", "proxy"]}},
+        "sandbox",
+        "mastodon_roles",
+    ),
+    (
+        "sidekiq-without-scheduler",
+        {"sandbox": {"mastodon_sidekiq_queues": ["default", "push", "ingress", "mailers", "pull", "fasp"]}},
+        "sandbox",
+        "mastodon_sidekiq_queues",
+    ),
+    ("bucket-without-keys", {"sandbox": {"mastodon_s3_bucket": "media"}}, "sandbox", "mastodon_s3_access_key_id"),
+    ("two-app-hosts-without-object-storage", CLUSTER_WITHOUT_S3, "app1", "mastodon_s3_bucket"),
+    ("a-cluster-this-version-does-not-deploy", CLUSTER, "app1", "mastodon_roles"),
 ]
 
 ERROR_LINE = re.compile(r"^.*pyinfra error.*$", re.M)

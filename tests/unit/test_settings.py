@@ -452,3 +452,62 @@ def test_a_restic_repository_needs_its_password():
     assert "x" * 20 not in repr(cfg)
     with pytest.raises(settings.SettingsError, match="'mastodon_restic_repository': .* is not a restic repository"):
         settings.load_config("h", {**base, "mastodon_restic_repository": "a b;c", "mastodon_restic_password": "x" * 20})
+
+
+# Roles, Sidekiq and object storage
+#
+
+
+def test_roles_default_to_a_whole_server_and_are_checked():
+    assert cfg().roles == ("db", "redis", "web", "streaming", "sidekiq", "proxy")
+    assert cfg(mastodon_roles=["web", "sidekiq"]).roles == ("web", "sidekiq")
+    assert "is not a role" in error(mastodon_roles=["web", "worker"]).problem
+    assert "twice" in error(mastodon_roles=["web", "web"]).problem
+    assert "lists no role" in error(mastodon_roles=[]).problem
+    assert "another host" in error(mastodon_roles=["db", "db_replica"]).problem
+    assert error(mastodon_roles="web").key == "mastodon_roles"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0", "::1", "10.0.0.300", "db.internal", "224.0.0.1"])
+def test_private_address_is_an_address_others_can_reach(address):
+    assert error(mastodon_private_address=address).key == "mastodon_private_address"
+
+
+def test_sidekiq_queues_and_concurrency():
+    assert cfg(mastodon_sidekiq_queues=["default,8", "push"]).sidekiq_queues == ("default,8", "push")
+    for bad in (["default,0"], ["Default"], ["default", "default,2"], [], ["a b"], [8]):
+        assert error(mastodon_sidekiq_queues=bad).key == "mastodon_sidekiq_queues", bad
+    assert error(mastodon_sidekiq_concurrency=0).key == "mastodon_sidekiq_concurrency"
+    assert error(mastodon_sidekiq_concurrency="25").key == "mastodon_sidekiq_concurrency"
+
+
+S3 = {"mastodon_s3_bucket": "media", "mastodon_s3_access_key_id": "AKIA1", "mastodon_s3_secret_access_key": "x" * 40}
+
+
+def test_object_storage_needs_its_keys_and_a_bucket():
+    assert cfg(**S3).s3_bucket == "media"
+    assert error(**{**S3, "mastodon_s3_access_key_id": None}).key == "mastodon_s3_access_key_id"
+    assert error(**{**S3, "mastodon_s3_secret_access_key": None}).key == "mastodon_s3_secret_access_key"
+    # without a bucket the rest would do nothing: refused, not ignored
+    for name in ("mastodon_s3_endpoint", "mastodon_s3_alias_host", "mastodon_s3_access_key_id"):
+        value = "https://s3.example.org" if name.endswith("endpoint") else "files.example.org"
+        assert error(**{name: value}).key == name
+    for bad in ("Media", "a", "media..x", "-media"):
+        assert error(**{**S3, "mastodon_s3_bucket": bad}).key == "mastodon_s3_bucket", bad
+    for bad in ("s3.example.org", "https://s3.example.org/path", "ftp://s3.example.org"):
+        assert error(**{**S3, "mastodon_s3_endpoint": bad}).key == "mastodon_s3_endpoint", bad
+
+
+def test_object_storage_settings_and_extra_env_do_not_both_write_a_key():
+    refused = error(**S3, mastodon_extra_env={"S3_ENABLED": True, "AWS_ACCESS_KEY_ID": "x"})
+    assert refused.key == "mastodon_extra_env" and "AWS_ACCESS_KEY_ID, S3_ENABLED" in refused.problem
+    # object storage set up by extra env alone, as before the typed settings, stays valid
+    assert cfg(mastodon_extra_env={"S3_ENABLED": True, "S3_BUCKET": "media"}).s3_bucket is None
+
+
+def test_object_storage_secret_never_shows():
+    secret = "Zq" * 20
+    config = cfg(**{**S3, "mastodon_s3_secret_access_key": secret})
+    assert secret not in repr(config) and "AKIA1" not in repr(config)
+    problem = error(**{**S3, "mastodon_s3_secret_access_key": secret + "\n"})
+    assert secret not in str(problem)

@@ -240,3 +240,60 @@ def test_database_health_check_is_over_tcp():
     doc = yaml.safe_load(render("docker-compose.yml.j2", config()))
     test = doc["services"]["db"]["healthcheck"]["test"]
     assert test[test.index("-h") + 1] == "127.0.0.1"
+
+
+S3 = {
+    "mastodon_s3_bucket": "media-social42",
+    "mastodon_s3_access_key_id": "AKIAEXAMPLE",
+    "mastodon_s3_secret_access_key": "s3cr3t+key/with=signs",
+}
+
+
+def _env_lines(**extra) -> list[str]:
+    return render("env.production.j2", config(**extra)).splitlines()
+
+
+def test_env_production_object_storage_on_aws_by_the_typed_settings():
+    lines = _env_lines(**S3)
+    s3 = [line for line in lines if line.startswith(("S3_", "AWS_"))]
+    # upstream's defaults stand for what is not set: AWS's hostname, https, no endpoint
+    assert s3 == [
+        "S3_ENABLED=true",
+        "S3_BUCKET=media-social42",
+        "S3_REGION=us-east-1",
+        "S3_PROTOCOL=https",
+        "AWS_ACCESS_KEY_ID=AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY=s3cr3t+key/with=signs",
+    ]
+    assert "ES_ENABLED=false" in lines
+
+
+def test_env_production_object_storage_on_another_endpoint_names_its_host_for_the_urls():
+    lines = _env_lines(**S3, mastodon_s3_endpoint="http://10.213.0.31:9000", mastodon_s3_region="garage")
+    assert "S3_ENDPOINT=http://10.213.0.31:9000" in lines
+    # upstream's URLs are S3_PROTOCOL://S3_HOSTNAME/bucket/path without an alias host
+    assert "S3_HOSTNAME=10.213.0.31:9000" in lines and "S3_PROTOCOL=http" in lines
+    assert "S3_REGION=garage" in lines
+    with_alias = _env_lines(
+        **S3, mastodon_s3_endpoint="http://10.213.0.31:9000", mastodon_s3_alias_host="files.example.org"
+    )
+    assert "S3_ALIAS_HOST=files.example.org" in with_alias and "S3_PROTOCOL=https" in with_alias
+    own_host = _env_lines(**S3, mastodon_s3_endpoint="https://s3.example.org", mastodon_s3_hostname="cdn.example.org")
+    assert "S3_HOSTNAME=cdn.example.org" in own_host
+
+
+def test_env_production_without_a_bucket_keeps_object_storage_off():
+    lines = _env_lines()
+    assert "S3_ENABLED=false" in lines
+    assert not [line for line in lines if line.startswith(("S3_BUCKET", "AWS_"))]
+
+
+def test_compose_sidekiq_is_upstreams_unless_queues_or_threads_are_set():
+    sidekiq = compose()["services"]["sidekiq"]
+    assert sidekiq["command"] == "bundle exec sidekiq" and "environment" not in sidekiq
+    tuned = compose(mastodon_sidekiq_concurrency=25, mastodon_sidekiq_queues=["default,8", "push", "scheduler"])
+    sidekiq = tuned["services"]["sidekiq"]
+    assert sidekiq["command"] == "bundle exec sidekiq -c 25 -q default,8 -q push -q scheduler"
+    # one database connection per thread (config/database.yml reads DB_POOL)
+    assert sidekiq["environment"] == {"DB_POOL": "25"}
+    assert "environment" not in tuned["services"]["web"]

@@ -1,0 +1,236 @@
+"""
+Instances: hosts with one domain are one Mastodon instance, whose roles (``mastodon_roles``) are spread
+over them. Each instance is checked as a whole before any change on any host, like the single host's
+``settings.ASSERTIONS``: every rule below is data (``RULES``), and a refusal names the hosts and the
+setting.
+
+A single server runs every role of ``layout.SINGLE_SERVER_ROLES`` (the default); two such hosts with
+one domain are two whole instances fighting over one name, refused as before roles existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import layout
+from .settings import SETTINGS, MastodonConfig, SettingsError
+
+
+@dataclass(frozen=True)
+class Instance:
+    """
+    The hosts of one domain, in inventory order.
+
+    + domain: the instance's domain (``LOCAL_DOMAIN``)
+    + configs: host name -> its ``MastodonConfig``
+    """
+
+    domain: str
+    configs: Mapping[str, MastodonConfig]
+
+    def hosts_with(self, role: str) -> list[str]:
+        """The hosts that run ``role``, in inventory order."""
+        return [name for name, cfg in self.configs.items() if role in cfg.roles]
+
+    @property
+    def several_hosts(self) -> bool:
+        return len(self.configs) > 1
+
+
+def instances(configs: Mapping[str, MastodonConfig]) -> list[Instance]:
+    """The instances of an inventory: its hosts grouped by domain, in the order each domain first appears."""
+    by_domain: dict[str, dict[str, MastodonConfig]] = {}
+    for name, cfg in configs.items():
+        by_domain.setdefault(cfg.domain, {})[name] = cfg
+    return [Instance(domain, hosts) for domain, hosts in by_domain.items()]
+
+
+def _names(hosts: list[str]) -> str:
+    return ", ".join(f"'{name}'" for name in hosts)
+
+
+def _whole_servers_once(inst: Instance) -> tuple[str, str, str] | None:
+    whole = [name for name, cfg in inst.configs.items() if set(cfg.roles) >= set(layout.SINGLE_SERVER_ROLES)]
+    if len(whole) > 1:
+        return whole[1], "mastodon_server_id", f"the domain '{inst.domain}' is also the domain of host '{whole[0]}'"
+    return None
+
+
+def _role_count(role: str, low: int, high: int | None) -> Callable[[Instance], tuple[str, str, str] | None]:
+    """Between ``low`` and ``high`` hosts of the instance run ``role`` (``high`` None: no upper bound)."""
+
+    def check(inst: Instance) -> tuple[str, str, str] | None:
+        hosts = inst.hosts_with(role)
+        first = next(iter(inst.configs))
+        where = f"the instance {inst.domain} ({_names(list(inst.configs))})"
+        if len(hosts) < low:
+            return first, "mastodon_roles", f"no host of {where} runs {role}: give it to exactly one host"
+        if high is not None and len(hosts) > high:
+            many = "exactly one" if low == high == 1 else "at most one" if high == 1 else f"at most {high}"
+            return hosts[-1], "mastodon_roles", f"{_names(hosts)} all run {role} in {where}: {many} may"
+        return None
+
+    return check
+
+
+def _queues(cfg: MastodonConfig) -> list[str]:
+    if cfg.sidekiq_queues is None:
+        return [name for name, _ in layout.SIDEKIQ_QUEUES]
+    return [entry.partition(",")[0] for entry in cfg.sidekiq_queues]
+
+
+def _scheduler_once(inst: Instance) -> tuple[str, str, str] | None:
+    sidekiqs = inst.hosts_with("sidekiq")
+    scheduling = [name for name in sidekiqs if layout.SIDEKIQ_SCHEDULER_QUEUE in _queues(inst.configs[name])]
+    queue = layout.SIDEKIQ_SCHEDULER_QUEUE
+    if sidekiqs and not scheduling:
+        return (
+            sidekiqs[0],
+            "mastodon_sidekiq_queues",
+            f"no Sidekiq of the instance {inst.domain} works the {queue} queue: its periodic jobs would "
+            "never run; give it to exactly one host",
+        )
+    if len(scheduling) > 1:
+        return (
+            scheduling[-1],
+            "mastodon_sidekiq_queues",
+            f"{_names(scheduling)} all work the {queue} queue (a host without the setting works every "
+            f"queue): exactly one Sidekiq of the instance {inst.domain} may; list the others' queues without it",
+        )
+    return None
+
+
+def _every_queue_worked(inst: Instance) -> tuple[str, str, str] | None:
+    sidekiqs = inst.hosts_with("sidekiq")
+    worked = {queue for name in sidekiqs for queue in _queues(inst.configs[name])}
+    missing = [name for name, _ in layout.SIDEKIQ_QUEUES if name not in worked]
+    if sidekiqs and missing:
+        return (
+            sidekiqs[0],
+            "mastodon_sidekiq_queues",
+            f"no Sidekiq of the instance {inst.domain} works {', '.join(missing)}: those jobs would pile up "
+            "unprocessed (mastodon#20710); every upstream queue needs a host",
+        )
+    return None
+
+
+def _media_shared(inst: Instance) -> tuple[str, str, str] | None:
+    hosts = [name for name, cfg in inst.configs.items() if {"web", "sidekiq"} & set(cfg.roles)]
+    if len(hosts) > 1:
+        without = [name for name in hosts if not inst.configs[name].s3_bucket]
+        if without:
+            return (
+                without[0],
+                "mastodon_s3_bucket",
+                f"is required: {_names(hosts)} run web or sidekiq, and media written on one must be "
+                "served by the others (object storage)",
+            )
+    return None
+
+
+def _private_addresses(inst: Instance) -> tuple[str, str, str] | None:
+    if not inst.several_hosts:
+        return None
+    seen: dict[str, str] = {}
+    for name, cfg in inst.configs.items():
+        served = [role for role in cfg.roles if role in layout.SERVED_ROLES]
+        if served and cfg.private_address is None:
+            return (
+                name,
+                "mastodon_private_address",
+                f"is required: other hosts of the instance {inst.domain} connect to its {', '.join(served)}",
+            )
+        if cfg.private_address is not None:
+            if cfg.private_address in seen:
+                return (
+                    name,
+                    "mastodon_private_address",
+                    f"{cfg.private_address} is also the address of host '{seen[cfg.private_address]}'",
+                )
+            seen[cfg.private_address] = name
+    return None
+
+
+_INSTANCE_SETTINGS = tuple(setting for setting in SETTINGS if not setting.per_host)
+
+
+def _settings_agree(inst: Instance) -> tuple[str, str, str] | None:
+    first_name, first = next(iter(inst.configs.items()))
+    for name, cfg in list(inst.configs.items())[1:]:
+        for setting in _INSTANCE_SETTINGS:
+            if getattr(cfg, setting.short) != getattr(first, setting.short):
+                # never the values: some are secrets
+                return (
+                    name,
+                    setting.name,
+                    f"differs from host '{first_name}' of the same instance {inst.domain}: every host of an "
+                    "instance takes the instance's value (set it for the group, not per host)",
+                )
+    return None
+
+
+def _one_server_for_now(inst: Instance) -> tuple[str, str, str] | None:
+    if inst.several_hosts:
+        return (
+            list(inst.configs)[1],
+            "mastodon_roles",
+            f"the instance {inst.domain} spreads over {_names(list(inst.configs))}: its roles are valid, but "
+            "this version deploys an instance on one server only (README: Known limits)",
+        )
+    return None
+
+
+# In order: the first rule that fails stops the run.
+RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
+    _whole_servers_once,
+    _settings_agree,
+    _role_count("db", 1, 1),
+    _role_count("redis", 1, 1),
+    _role_count("db_replica", 0, 1),
+    _role_count("web", 1, None),
+    _role_count("streaming", 1, None),
+    _role_count("sidekiq", 1, None),
+    _role_count("proxy", 1, None),
+    _scheduler_once,
+    _every_queue_worked,
+    _media_shared,
+    _private_addresses,
+    _one_server_for_now,
+)
+
+
+def _machine(name: str, data: Mapping[str, Any]) -> tuple[str, str]:
+    """Where pyinfra connects for a host: its ``ssh_hostname`` (or its name) and port."""
+    return str(data.get("ssh_hostname") or name), str(data.get("ssh_port") or 22)
+
+
+def _one_instance_per_machine(data_of: Mapping[str, Mapping[str, Any]]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for name, data in data_of.items():
+        machine = _machine(name, data)
+        if machine in seen:
+            raise SettingsError(
+                name,
+                "ssh_hostname",
+                f"{machine[0]} port {machine[1]} is also host '{seen[machine]}': one server holds one "
+                "host of one instance (give each role to that one host)",
+            )
+        seen[machine] = name
+
+
+def check(configs: Mapping[str, MastodonConfig], data_of: Mapping[str, Mapping[str, Any]]) -> None:
+    """
+    Check every instance of the inventory as a whole; raises the first ``SettingsError``.
+
+    + configs: host name -> its validated ``MastodonConfig``, in inventory order
+    + data_of: host name -> its data (where pyinfra connects: ``ssh_hostname``, ``ssh_port``)
+    """
+    for inst in instances(configs):
+        for rule in RULES:
+            problem = rule(inst)
+            if problem:
+                host, key, text = problem
+                raise SettingsError(host, key, text)
+    _one_instance_per_machine(data_of)

@@ -1,0 +1,153 @@
+"""
+Instances checked as a whole (``instance.RULES``): each rule refuses with the host and the setting it
+names, before any change; a single whole server passes them all.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pyinfra_mastodon import instance, layout
+from pyinfra_mastodon.settings import SettingsError, load_inventory_configs
+
+BASE = {
+    "mastodon_server_id": "1",
+    "mastodon_zone": "example.org",
+    "mastodon_admin_email": "admin@example.org",
+}
+S3 = {"mastodon_s3_bucket": "media", "mastodon_s3_access_key_id": "AKIA1", "mastodon_s3_secret_access_key": "k" * 40}
+NO_SCHEDULER = [f"{name},{weight}" if weight else name for name, weight in layout.SIDEKIQ_QUEUES if name != "scheduler"]
+
+
+def cluster(**changes: dict) -> dict[str, dict]:
+    """The sandbox cluster's shape: db + redis, two app hosts, an edge proxy; ``changes`` per host."""
+    hosts = {
+        "db": {"mastodon_roles": ["db", "redis"], "mastodon_private_address": "10.213.0.11"},
+        "app1": {"mastodon_roles": ["web", "streaming", "sidekiq"], "mastodon_private_address": "10.213.0.21"},
+        "app2": {
+            "mastodon_roles": ["web", "streaming", "sidekiq"],
+            "mastodon_private_address": "10.213.0.22",
+            "mastodon_sidekiq_queues": NO_SCHEDULER,
+        },
+        "edge": {"mastodon_roles": ["proxy"]},
+    }
+    out = {}
+    for name, data in hosts.items():
+        merged = {**BASE, **S3, "ssh_hostname": f"{name}.example.org", **data, **changes.get(name, {})}
+        out[name] = {key: value for key, value in merged.items() if value is not None}
+    return out
+
+
+def refusal(hosts: dict[str, dict]) -> SettingsError:
+    with pytest.raises(SettingsError) as info:
+        load_inventory_configs(hosts.items())
+    return info.value
+
+
+def test_a_single_whole_server_is_an_instance():
+    configs = load_inventory_configs([("web1", BASE)])
+    (inst,) = instance.instances(configs)
+    assert inst.domain == "social1.example.org" and not inst.several_hosts
+    assert inst.hosts_with("db") == ["web1"]
+
+
+def test_two_instances_of_one_server_each():
+    configs = load_inventory_configs([("a", BASE), ("b", {**BASE, "mastodon_server_id": "2"})])
+    assert [inst.domain for inst in instance.instances(configs)] == ["social1.example.org", "social2.example.org"]
+
+
+def test_a_valid_cluster_passes_every_rule_but_the_one_this_version_lacks():
+    error = refusal(cluster())
+    # every rule before it passed: the only refusal left is the missing multi-server deploy, said as such
+    assert (error.host, error.key) == ("app1", "mastodon_roles")
+    assert "deploys an instance on one server only" in error.problem
+    assert "'db', 'app1', 'app2', 'edge'" in error.problem
+
+
+@pytest.mark.parametrize(
+    ("changes", "host", "key", "words"),
+    [
+        ({"db": {"mastodon_roles": ["redis"]}}, "db", "mastodon_roles", "runs db"),
+        ({"app1": {"mastodon_roles": ["db", "web", "streaming", "sidekiq"]}}, "app1", "mastodon_roles", "all run db"),
+        ({"app1": {"mastodon_roles": ["redis", "web", "streaming", "sidekiq"]}}, "app1", "mastodon_roles", "run redis"),
+        (
+            {
+                "app1": {"mastodon_roles": ["db_replica", "web", "streaming", "sidekiq"]},
+                "edge": {"mastodon_roles": ["db_replica", "proxy"], "mastodon_private_address": "10.213.0.31"},
+            },
+            "edge",
+            "mastodon_roles",
+            "at most one may",
+        ),
+        (
+            {"edge": {"mastodon_roles": ["web"], "mastodon_private_address": "10.213.0.31"}},
+            "db",
+            "mastodon_roles",
+            "runs proxy",
+        ),
+        (
+            {"app1": {"mastodon_roles": ["web", "sidekiq"]}, "app2": {"mastodon_roles": ["web", "sidekiq"]}},
+            "db",
+            "mastodon_roles",
+            "runs streaming",
+        ),
+        ({"app2": {"mastodon_sidekiq_queues": None}}, "app2", "mastodon_sidekiq_queues", "all work the scheduler"),
+        ({"app1": {"mastodon_sidekiq_queues": NO_SCHEDULER}}, "app1", "mastodon_sidekiq_queues", "periodic jobs"),
+        (
+            {
+                "app1": {"mastodon_sidekiq_queues": ["default", "scheduler"]},
+                "app2": {"mastodon_sidekiq_queues": ["push", "pull"]},
+            },
+            "app1",
+            "mastodon_sidekiq_queues",
+            "ingress, mailers, fasp",
+        ),
+        ({"app2": {"mastodon_private_address": None}}, "app2", "mastodon_private_address", "web, streaming"),
+        ({"app2": {"mastodon_private_address": "10.213.0.21"}}, "app2", "mastodon_private_address", "host 'app1'"),
+        ({"app2": {"mastodon_version": "v4.6.4"}}, "app2", "mastodon_version", "differs from host 'db'"),
+    ],
+)
+def test_each_instance_rule_refuses_naming_the_host_and_the_setting(changes, host, key, words):
+    error = refusal(cluster(**changes))
+    assert (error.host, error.key) == (host, key), error
+    assert words in error.problem, error.problem
+
+
+def test_media_on_several_app_hosts_need_object_storage():
+    hosts = cluster()
+    for data in hosts.values():
+        for name in S3:
+            data.pop(name)
+    error = refusal(hosts)
+    assert (error.host, error.key) == ("app1", "mastodon_s3_bucket")
+    assert "'app1', 'app2' run web or sidekiq" in error.problem
+
+
+def test_a_secret_that_differs_between_hosts_is_named_never_shown():
+    one, two = "a" * 128, "b" * 128
+    error = refusal(cluster(db={"mastodon_secret_key_base": one}, app1={"mastodon_secret_key_base": two}))
+    assert (error.host, error.key) == ("app1", "mastodon_secret_key_base")
+    assert one not in str(error) and two not in str(error)
+
+
+def test_a_host_alone_with_part_of_the_roles_is_refused():
+    error = refusal({"web1": {**BASE, "mastodon_roles": ["web", "streaming", "sidekiq", "proxy"]}})
+    assert (error.host, error.key) == ("web1", "mastodon_roles") and "runs db" in error.problem
+
+
+def test_a_single_server_keeps_the_scheduler_and_every_queue():
+    error = refusal({"web1": {**BASE, "mastodon_sidekiq_queues": NO_SCHEDULER}})
+    assert error.key == "mastodon_sidekiq_queues" and "periodic jobs" in error.problem
+    error = refusal({"web1": {**BASE, "mastodon_sidekiq_queues": ["default", "scheduler"]}})
+    assert "push, ingress, mailers, pull, fasp" in error.problem
+    everything = [name for name, _ in layout.SIDEKIQ_QUEUES]
+    assert load_inventory_configs([("web1", {**BASE, "mastodon_sidekiq_queues": everything})])
+
+
+def test_one_server_is_one_host_of_one_instance():
+    a = {**BASE, "ssh_hostname": "10.0.0.5"}
+    b = {**BASE, "mastodon_server_id": "2", "ssh_hostname": "10.0.0.5", "ssh_port": 22}
+    error = refusal({"a": a, "b": b})
+    assert (error.host, error.key) == ("b", "ssh_hostname") and "also host 'a'" in error.problem
+    # the same address on another port is another server (the sandboxes, containers behind one address)
+    assert load_inventory_configs([("a", a), ("b", {**b, "ssh_port": 2222})])
