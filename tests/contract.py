@@ -102,3 +102,19 @@ OTHER_SECRET_KEYS: tuple[str, ...] = ("DB_PASS", "POSTGRES_PASSWORD", "SMTP_PASS
 DOMAIN = "social1.sandbox.test"  # inventories/sandbox.py: social + 1 + sandbox.test
 DEFAULT_VERSION = "4.6.5"  # the default mastodon_version, v4.6.5
 PREVIOUS_VERSION = "4.6.4"  # the other stand-in tag
+
+
+# One instance over four hosts, as inventories/sandbox_cluster.py spreads it (the sandbox cluster's
+# private addresses): the db host with Redis, two app hosts, the edge proxy. The second app host's
+# Sidekiq leaves the scheduler queue to the first (exactly one may work it).
+CLUSTER_QUEUES_WITHOUT_SCHEDULER = ["default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"]
+CLUSTER_ROLES = {
+    "db": {"mastodon_roles": ["db", "redis"], "mastodon_private_address": "10.213.0.11"},
+    "app1": {"mastodon_roles": ["web", "streaming", "sidekiq"], "mastodon_private_address": "10.213.0.21"},
+    "app2": {
+        "mastodon_roles": ["web", "streaming", "sidekiq"],
+        "mastodon_private_address": "10.213.0.22",
+        "mastodon_sidekiq_queues": CLUSTER_QUEUES_WITHOUT_SCHEDULER,
+    },
+    "edge": {"mastodon_roles": ["proxy"]},
+}

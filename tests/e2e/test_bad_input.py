@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import pytest
+from contract import CLUSTER_QUEUES_WITHOUT_SCHEDULER, CLUSTER_ROLES
 from toolkit import SANDBOX_SETTINGS, SecretBag, Snapshot, connection_data, run_pyinfra, snapshot, write_inventory
 
 pytestmark = pytest.mark.e2e
@@ -127,17 +128,8 @@ DATA_CASES = [
 # the "smtp-port-as-string" entry must be the string "587" in JSON: --data mastodon_smtp_port='"587"'
 DATA_CASES = [(i, ['mastodon_smtp_port="587"'] if i == "smtp-port-as-string" else d, k, s) for i, d, k, s in DATA_CASES]
 
-# One instance over four hosts, as inventories/sandbox_cluster.py spreads it.
-CLUSTER_WITHOUT_S3 = {
-    "db": {"mastodon_roles": ["db", "redis"], "mastodon_private_address": "10.213.0.11"},
-    "app1": {"mastodon_roles": ["web", "streaming", "sidekiq"], "mastodon_private_address": "10.213.0.21"},
-    "app2": {
-        "mastodon_roles": ["web", "streaming", "sidekiq"],
-        "mastodon_private_address": "10.213.0.22",
-        "mastodon_sidekiq_queues": ["default", "push", "ingress", "mailers", "pull", "fasp"],
-    },
-    "edge": {"mastodon_roles": ["proxy"]},
-}
+# One instance over four hosts (contract.CLUSTER_ROLES), with and without object storage.
+CLUSTER_WITHOUT_S3 = CLUSTER_ROLES
 _S3 = {
     "mastodon_s3_bucket": "media",
     "mastodon_s3_access_key_id": "AKIASANDBOX",
@@ -167,7 +159,7 @@ INVENTORY_CASES = [
     ),
     (
         "sidekiq-without-scheduler",
-        {"sandbox": {"mastodon_sidekiq_queues": ["default", "push", "ingress", "mailers", "pull", "fasp"]}},
+        {"sandbox": {"mastodon_sidekiq_queues": CLUSTER_QUEUES_WITHOUT_SCHEDULER}},
         "sandbox",
         "mastodon_sidekiq_queues",
     ),

@@ -6,6 +6,7 @@ names, before any change; a single whole server passes them all.
 from __future__ import annotations
 
 import pytest
+from contract import CLUSTER_QUEUES_WITHOUT_SCHEDULER, CLUSTER_ROLES
 
 from pyinfra_mastodon import instance, layout
 from pyinfra_mastodon.settings import SettingsError, load_inventory_configs
@@ -16,21 +17,12 @@ BASE = {
     "mastodon_admin_email": "admin@example.org",
 }
 S3 = {"mastodon_s3_bucket": "media", "mastodon_s3_access_key_id": "AKIA1", "mastodon_s3_secret_access_key": "k" * 40}
-NO_SCHEDULER = [f"{name},{weight}" if weight else name for name, weight in layout.SIDEKIQ_QUEUES if name != "scheduler"]
+NO_SCHEDULER = CLUSTER_QUEUES_WITHOUT_SCHEDULER
 
 
 def cluster(**changes: dict) -> dict[str, dict]:
     """The sandbox cluster's shape: db + redis, two app hosts, an edge proxy; ``changes`` per host."""
-    hosts = {
-        "db": {"mastodon_roles": ["db", "redis"], "mastodon_private_address": "10.213.0.11"},
-        "app1": {"mastodon_roles": ["web", "streaming", "sidekiq"], "mastodon_private_address": "10.213.0.21"},
-        "app2": {
-            "mastodon_roles": ["web", "streaming", "sidekiq"],
-            "mastodon_private_address": "10.213.0.22",
-            "mastodon_sidekiq_queues": NO_SCHEDULER,
-        },
-        "edge": {"mastodon_roles": ["proxy"]},
-    }
+    hosts = CLUSTER_ROLES
     out = {}
     for name, data in hosts.items():
         merged = {**BASE, **S3, "ssh_hostname": f"{name}.example.org", **data, **changes.get(name, {})}

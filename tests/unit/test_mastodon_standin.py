@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.abspath(STANDIN_DIR))
 from standin import plain_version, version_tuple  # noqa: E402
 from standin.boot import AR_KEYS, boot_errors, skip_post_deployment_migrations  # noqa: E402
 from standin.migrations import migrations_for, pending, schema_version  # noqa: E402
+from standin.sidekiq import DEFAULT_QUEUES, UsageError, parse_options, process_title  # noqa: E402
 from standin.streaming import accept_key  # noqa: E402
 from standin.tootctl import CREATE_OPTIONS, Failure, parse  # noqa: E402
 from standin.web import allowed_hosts, host_without_port  # noqa: E402
@@ -349,3 +350,13 @@ def test_streaming_delivers_in_upstream_format():
         {"stream": ["user"], "event": "update", "payload": '{"id":"1"}'},
         {"stream": ["user"], "event": "delete", "payload": "1"},
     ]
+
+
+def test_sidekiq_command_line():
+    assert parse_options([]) == (5, DEFAULT_QUEUES)
+    assert parse_options(["-c", "25", "-q", "default,8", "--queue=push"]) == (25, ("default,8", "push"))
+    assert parse_options(["--concurrency", "3"]) == (3, DEFAULT_QUEUES)
+    assert process_title(25) == "sidekiq 8.1.6 mastodon [0 of 25 busy]"
+    for bad in (["-x"], ["-c"], ["-c", "many"], ["--queues", "push"]):
+        with pytest.raises(UsageError):
+            parse_options(bad)

@@ -11,12 +11,54 @@ from .db import record_event_with_retry
 from .redis import Redis, RedisError
 
 TMP_DIR = "/opt/mastodon/tmp"
-PROCESS_TITLE = f"sidekiq {SIDEKIQ_VERSION} mastodon [0 of 5 busy]"
+# Upstream's config/sidekiq.yml (v4.6.5): the queues and threads when the command line names none.
+DEFAULT_CONCURRENCY = 5
+DEFAULT_QUEUES = ("default,8", "push,6", "ingress,4", "mailers,2", "pull", "scheduler", "fasp")
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_options(argv):
+    """
+    Sidekiq's command line (lib/sidekiq/cli.rb `parse_options`, OptionParser): `-c/--concurrency INT`
+    and `-q/--queue QUEUE[,WEIGHT]`, repeatable; queues named on the command line replace the config
+    file's. Any other option is an OptionParser::InvalidOption: Sidekiq prints it and exits 1.
+    Returns (concurrency, queues).
+    """
+    concurrency, queues, rest = None, [], list(argv)
+    while rest:
+        word = rest.pop(0)
+        name, _, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+        if name in ("-c", "--concurrency", "-q", "--queue"):
+            value = inline or (rest.pop(0) if rest else None)
+            if value is None:
+                raise UsageError(f"missing argument: {word}")
+            if name in ("-c", "--concurrency"):
+                if not value.isdigit():
+                    raise UsageError(f"invalid argument: {word} {value}")
+                concurrency = int(value)
+            else:
+                queues.append(value)
+        else:
+            raise UsageError(f"invalid option: {word}")
+    return concurrency or DEFAULT_CONCURRENCY, tuple(queues) or DEFAULT_QUEUES
+
+
+def process_title(concurrency):
+    """Sidekiq's process title (lib/sidekiq/launcher.rb): `sidekiq VERSION TAG [BUSY of CONCURRENCY busy]`."""
+    return f"sidekiq {SIDEKIQ_VERSION} mastodon [0 of {concurrency} busy]"
 
 
 def exec_titled(python, argv):
     """Replace the current process so that its command line starts with the Sidekiq process title."""
-    os.execv(python, [PROCESS_TITLE, "-u", "-m", "standin", "sidekiq-run", *argv])
+    try:
+        concurrency, _ = parse_options(argv)
+    except UsageError as exc:
+        print(f"{exc}\n[stand-in] (Sidekiq::CLI#parse_options)", file=sys.stderr, flush=True)
+        sys.exit(1)
+    os.execv(python, [process_title(concurrency), "-u", "-m", "standin", "sidekiq-run", *argv])
 
 
 def redis_version(info):
@@ -71,6 +113,10 @@ def main(argv):
     except RedisError as exc:  # bin/sidekiq: `warn e.message`, backtrace, exit 1
         print(f"{exc}\n[stand-in] (Sidekiq::CLI#run, redis_info)", file=sys.stderr, flush=True)
         return 1
+    concurrency, queues = parse_options(argv)
+    # What this process works, for the tests: Sidekiq's own process record in Redis holds the same
+    # (`processes` set, the hash's `info` field: concurrency, queues).
+    print(f"INFO: concurrency {concurrency}, queues {' '.join(queues)}", flush=True)
     print("INFO: Starting processing, hit Ctrl-C to stop", flush=True)
     threading.Thread(target=record_event_with_retry, args=("sidekiq-start", image_version()), daemon=True).start()
     try:
