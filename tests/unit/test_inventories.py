@@ -367,11 +367,13 @@ def test_vagrant_validate_checks_the_provider_block(provider, tmp_path):
 
 def _sandbox_run_flags() -> list[tuple[str, str]]:
     """(option, value) pairs of scripts/sandbox's `docker run` of the server, but its name, labels, port,
-    volumes (they hold variables) and hostname (the Vagrantfile's vm.hostname gives the machine's)."""
+    volumes (they hold variables), hostname (the Vagrantfile's vm.hostname gives the machine's) and the
+    flags only a cluster's servers get (an array, "${RUN_EXTRA[@]}": their network)."""
     script = (REPO / "scripts" / "sandbox").read_text()
     body = script[script.index("start_server() {") :]
     body = body[body.index("docker run -d") : body.index('"$TARGET_IMG"')]
     words = shlex.split(body.replace("\\\n", " "))[3:]  # after `docker run -d`
+    words = [word for word in words if not re.fullmatch(r"\$\{\w+\[@\]\}", word)]
     pairs = list(zip(words[::2], words[1::2], strict=True))
     return [(opt, val) for opt, val in pairs if "$" not in val and opt != "--hostname"]
 
