@@ -3,10 +3,12 @@
 Tests marked ``e2e`` that take the ``sandbox`` fixture get a server brought up (and reset to a clean
 state) once per test session; modules that need a fresh server call ``sandbox.reset()`` or
 ``sandbox.ensure_clean()``. ``sandbox.ssh(cmd)`` runs one shell command line on it as root.
+Tests that take the ``cluster`` fixture get the four servers of ``scripts/sandbox up --cluster``,
+once per module, taken down after it.
 """
 
 import pytest
-from toolkit import Sandbox
+from toolkit import Sandbox, SandboxCluster
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +24,13 @@ def box(sandbox) -> Sandbox:
     """The sandbox, reset to a fresh server for this module (a module may override this fixture)."""
     sandbox.reset()
     return sandbox
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The sandbox cluster (db, app1, app2, edge), up and clean for this module, down after it."""
+    sandbox = Sandbox.from_env()
+    try:
+        yield SandboxCluster.up(sandbox)
+    finally:  # also after a failed up: no half cluster left behind
+        sandbox.run("down", "--cluster")

@@ -1,6 +1,7 @@
 """The end-to-end toolkit: drive the real pyinfra CLI against the sandbox and look at the sandbox.
 
 - ``Sandbox``: the server of ``scripts/sandbox`` (ssh as root, reset, the host suite's ssh config);
+  ``SandboxCluster``: the four servers of ``scripts/sandbox up --cluster``;
 - ``run_pyinfra`` and ``Result``: the one way to run pyinfra (any flags, deploy or task or ad-hoc
   command), in a private temporary working directory (a ``pyinfra-debug.log`` it writes is collected
   as one more output channel), optionally SIGKILLed when a line of its output matches;
@@ -214,6 +215,53 @@ class Sandbox:
         )
         path.chmod(0o600)
         return path
+
+
+@dataclass
+class SandboxCluster:
+    """The four servers of ``scripts/sandbox up --cluster`` (db, app1, app2, edge), as
+    inventories/sandbox_cluster.py names them: ``hosts`` is its host data (as ``pyinfra INVENTORY
+    debug-inventory`` prints it), ``boxes`` a ``Sandbox`` per server, on that server's SSH port.
+    The conftest fixture ``cluster`` brings it up once per module and down after."""
+
+    sandbox: Sandbox  # runs scripts/sandbox
+    hosts: dict[str, dict]
+    boxes: dict[str, Sandbox]
+
+    INVENTORY = REPO / "inventories" / "sandbox_cluster.py"
+
+    @classmethod
+    def up(cls, sandbox: Sandbox) -> "SandboxCluster":
+        sandbox.up("--cluster", *sandbox.suite_args())
+        proc = subprocess.run(
+            [sys.executable, "-m", "pyinfra", str(cls.INVENTORY), "debug-inventory", "--json"],
+            cwd=sandbox.repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        hosts = {entry["name"]: entry["data"] for entry in json.loads(proc.stdout)}
+        boxes = {
+            name: Sandbox(sandbox.repo, cls.INVENTORY, sandbox.key, int(data["ssh_port"]), sandbox.cache)
+            for name, data in hosts.items()
+        }
+        return cls(sandbox, hosts, boxes)
+
+    @staticmethod
+    def prefix() -> str:
+        """The servers are containers PREFIX-SERVER, on the Docker network PREFIX (scripts/sandbox)."""
+        return os.environ.get("SANDBOX_NAME") or "pyinfra-mastodon-sandbox-cluster"
+
+    def container(self, server: str) -> str:
+        return f"{self.prefix()}-{server}"
+
+    def address(self, server: str) -> str:
+        """The server's private address (``mastodon_private_address``)."""
+        return self.hosts[server]["mastodon_private_address"]
+
+    def down(self) -> subprocess.CompletedProcess:
+        return self.sandbox.run("down", "--cluster")
 
 
 # --------------------------------------------------------------------------------------- pyinfra

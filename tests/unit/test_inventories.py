@@ -8,6 +8,7 @@ CLI does it. Nothing here connects to a host.
 import json
 import os
 import re
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from pyinfra_cli.inventory import make_inventory
 REPO = Path(__file__).resolve().parents[2]
 PROD = REPO / "inventories" / "prod.py"
 VAGRANT = REPO / "inventories" / "vagrant.py"
+SANDBOX = REPO / "inventories" / "sandbox.py"
+SANDBOX_CLUSTER = REPO / "inventories" / "sandbox_cluster.py"
 VAGRANTFILE = REPO / "Vagrantfile"
 
 # The documented settings (README.md, docs/architecture.md). pyinfra_mastodon.settings is the
@@ -257,7 +260,7 @@ def test_domains_well_formed_and_unique(path, monkeypatch):
     assert len(set(domains)) == len(domains)
 
 
-@pytest.mark.parametrize("path", [PROD, VAGRANT], ids=["prod", "vagrant"])
+@pytest.mark.parametrize("path", [PROD, VAGRANT, SANDBOX_CLUSTER], ids=["prod", "vagrant", "sandbox-cluster"])
 def test_pyinfra_cli_reads_inventory(path):
     """`pyinfra INVENTORY debug-inventory --json` loads the file without connecting anywhere."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASTODON_")}
@@ -272,6 +275,95 @@ def test_pyinfra_cli_reads_inventory(path):
     assert result.returncode == 0, result.stderr
     names = {entry["name"] for entry in json.loads(result.stdout)}
     assert names == {host.name for host in load(path)}
+
+
+# --- inventories/sandbox_cluster.py -----------------------------------------------------------------
+
+# The variables the sandbox inventories read; cleared so that a developer's shell cannot change the result.
+SANDBOX_ENV_VARS = (
+    "SANDBOX_CACHE",
+    "SANDBOX_PORT",
+    "SANDBOX_CERTS",
+    "SANDBOX_ACME_DIRECTORY",
+    "SANDBOX_CLUSTER_PORT",
+    "SANDBOX_CLUSTER_SUBNET",
+)
+
+
+def load_sandbox(path, monkeypatch, **env):
+    for name in SANDBOX_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return load(path, monkeypatch, env=env)
+
+
+def test_sandbox_cluster_groups_and_roles(monkeypatch):
+    cluster = load_sandbox(SANDBOX_CLUSTER, monkeypatch)
+    assert group_hosts(cluster, "db_servers") == ["db"]
+    assert group_hosts(cluster, "app_servers") == ["app1", "app2"]
+    assert group_hosts(cluster, "edge_servers") == ["edge"]
+    roles = {name: data["mastodon_roles"] for name, data in hosts_data(cluster).items()}
+    assert roles == {
+        "db": ["db", "redis"],
+        "app1": ["web", "streaming", "sidekiq"],
+        "app2": ["web", "streaming", "sidekiq"],
+        "edge": ["proxy"],
+    }
+
+
+def test_sandbox_cluster_hosts_are_the_single_sandbox_on_their_own_ports(monkeypatch):
+    """Connection, domain, owner and ACME as inventories/sandbox.py; each its port and private address."""
+    single = hosts_data(load_sandbox(SANDBOX, monkeypatch))["sandbox"]
+    data = hosts_data(load_sandbox(SANDBOX_CLUSTER, monkeypatch))
+    own = {
+        name: (d.pop("ssh_port"), d.pop("mastodon_private_address"), d.pop("mastodon_roles"))
+        for name, d in data.items()
+    }
+    assert {name: port_address for name, (*port_address, _roles) in own.items()} == {
+        "db": [2241, "10.213.0.11"],
+        "app1": [2242, "10.213.0.21"],
+        "app2": [2243, "10.213.0.22"],
+        "edge": [2244, "10.213.0.31"],
+    }
+    del single["ssh_port"]
+    assert data == dict.fromkeys(own, single)
+    assert domain_of(single) == "social1.sandbox.test"
+    assert single["mastodon_acme_directory"] == "https://acme.sandbox.test:14000/dir"
+
+
+def test_sandbox_cluster_reads_the_script_variables(monkeypatch):
+    data = hosts_data(
+        load_sandbox(SANDBOX_CLUSTER, monkeypatch, SANDBOX_CLUSTER_PORT="2300", SANDBOX_CLUSTER_SUBNET="10.99.7.0/24")
+    )
+    assert {name: (d["ssh_port"], d["mastodon_private_address"]) for name, d in data.items()} == {
+        "db": (2300, "10.99.7.11"),
+        "app1": (2301, "10.99.7.21"),
+        "app2": (2302, "10.99.7.22"),
+        "edge": (2303, "10.99.7.31"),
+    }
+    # pyinfra's loader wraps the error; the file itself raises it
+    monkeypatch.setenv("SANDBOX_CLUSTER_SUBNET", "10.99.0.0/16")
+    with pytest.raises(ValueError, match="SANDBOX_CLUSTER_SUBNET='10.99.0.0/16': give a /24"):
+        runpy.run_path(str(SANDBOX_CLUSTER))
+
+
+def test_sandbox_cluster_matches_the_script():
+    """The servers, their order (SSH ports), addresses and the defaults: the same in scripts/sandbox."""
+    script = (REPO / "scripts" / "sandbox").read_text()
+    members = re.search(r"^CLUSTER_MEMBERS=\(([^)]*)\)", script, re.M).group(1).split()
+    octets = dict(
+        re.findall(r"\[(\w+)\]=(\d+)", re.search(r"^declare -A CLUSTER_OCTET=\((.*)\)", script, re.M).group(1))
+    )
+    text = SANDBOX_CLUSTER.read_text()
+    servers = re.search(r"^_SERVERS = \((.*)\)$", text, re.M).group(1)
+    assert [(name, octet) for name, octet in re.findall(r'\("(\w+)", (\d+)\)', servers)] == [
+        (name, octets[name]) for name in members
+    ]
+    assert "${SANDBOX_CLUSTER_PORT:-2241}" in script and 'get("SANDBOX_CLUSTER_PORT") or 2241' in text
+    assert (
+        "${SANDBOX_CLUSTER_SUBNET:-10.213.0.0/24}" in script
+        and 'get("SANDBOX_CLUSTER_SUBNET") or "10.213.0.0/24"' in text
+    )
+    assert re.search(r"^CLUSTER_EDGE=edge\b", script, re.M)
 
 
 # --- Vagrantfile ------------------------------------------------------------------------------------
@@ -367,11 +459,13 @@ def test_vagrant_validate_checks_the_provider_block(provider, tmp_path):
 
 def _sandbox_run_flags() -> list[tuple[str, str]]:
     """(option, value) pairs of scripts/sandbox's `docker run` of the server, but its name, labels, port,
-    volumes (they hold variables) and hostname (the Vagrantfile's vm.hostname gives the machine's)."""
+    volumes (they hold variables), hostname (the Vagrantfile's vm.hostname gives the machine's) and the
+    flags only a cluster's servers get (an array, "${RUN_EXTRA[@]}": their network)."""
     script = (REPO / "scripts" / "sandbox").read_text()
     body = script[script.index("start_server() {") :]
     body = body[body.index("docker run -d") : body.index('"$TARGET_IMG"')]
     words = shlex.split(body.replace("\\\n", " "))[3:]  # after `docker run -d`
+    words = [word for word in words if not re.fullmatch(r"\$\{\w+\[@\]\}", word)]
     pairs = list(zip(words[::2], words[1::2], strict=True))
     return [(opt, val) for opt, val in pairs if "$" not in val and opt != "--hostname"]
 

@@ -1,0 +1,52 @@
+"""pyinfra inventory of the local sandbox cluster (``scripts/sandbox up --cluster``): one instance
+across four servers on one private network.
+
+Groups, with the roles their hosts run (``mastodon_roles``):
+
+- ``db_servers``: ``db`` (PostgreSQL and Redis);
+- ``app_servers``: ``app1`` and ``app2`` (web, streaming, sidekiq);
+- ``edge_servers``: ``edge`` (the proxy, nginx-certbot).
+
+Each host: root over SSH on 127.0.0.1, port ``SANDBOX_CLUSTER_PORT`` (2241) plus 0 to 3 in the order
+db, app1, app2, edge, and ``mastodon_private_address``, its fixed address on the cluster's network
+(``SANDBOX_CLUSTER_SUBNET``, 10.213.0.0/24: .11, .21, .22, .31), the same variables and table as
+``scripts/sandbox``. Everything else is the single sandbox's host data (inventories/sandbox.py, with
+its ``SANDBOX_CACHE``, ``SANDBOX_CERTS`` and ``SANDBOX_ACME_DIRECTORY``): the key, the domain
+``social1.sandbox.test``, certificates from the ACME server at ``acme.sandbox.test``, which in the
+cluster is the edge's pebble: every server's DNS points the zone's names at the edge.
+"""
+
+import os
+import re
+import runpy
+from pathlib import Path
+
+# The single sandbox's host data (connection, domain, owner, ACME), read from its inventory so that
+# the two cannot drift apart; each server gets its own port below.
+_SANDBOX = runpy.run_path(str(Path(__file__).with_name("sandbox.py")))["sandbox"][0][1]
+
+_subnet = os.environ.get("SANDBOX_CLUSTER_SUBNET") or "10.213.0.0/24"
+_match = re.fullmatch(r"(\d{1,3}\.\d{1,3}\.\d{1,3})\.0/24", _subnet)
+if _match is None:
+    raise ValueError(f"SANDBOX_CLUSTER_SUBNET={_subnet!r}: give a /24 such as 10.213.0.0/24 (as scripts/sandbox)")
+_port = int(os.environ.get("SANDBOX_CLUSTER_PORT") or 2241)
+
+# (server, last octet of its private address), in the order of their SSH ports (scripts/sandbox)
+_SERVERS = (("db", 11), ("app1", 21), ("app2", 22), ("edge", 31))
+
+
+def _host(name: str) -> tuple[str, dict]:
+    index = [server for server, _octet in _SERVERS].index(name)
+    return (
+        name,
+        {
+            **_SANDBOX,
+            "ssh_port": _port + index,
+            "mastodon_private_address": f"{_match.group(1)}.{_SERVERS[index][1]}",
+        },
+    )
+
+
+db_servers = ([_host("db")], {"mastodon_roles": ["db", "redis"]})
+app_servers = ([_host("app1"), _host("app2")], {"mastodon_roles": ["web", "streaming", "sidekiq"]})
+edge_servers = ([_host("edge")], {"mastodon_roles": ["proxy"]})
