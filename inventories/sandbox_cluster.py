@@ -47,6 +47,11 @@ def _host(name: str) -> tuple[str, dict]:
     )
 
 
+# app2's Sidekiq works every upstream queue but the scheduler, which exactly one Sidekiq of an
+# instance may work (its periodic jobs would otherwise run twice): app1's, with upstream's list.
+_APP2 = _host("app2")
+_APP2[1]["mastodon_sidekiq_queues"] = ["default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"]
+
 db_servers = ([_host("db")], {"mastodon_roles": ["db", "redis"]})
-app_servers = ([_host("app1"), _host("app2")], {"mastodon_roles": ["web", "streaming", "sidekiq"]})
+app_servers = ([_host("app1"), _APP2], {"mastodon_roles": ["web", "streaming", "sidekiq"]})
 edge_servers = ([_host("edge")], {"mastodon_roles": ["proxy"]})

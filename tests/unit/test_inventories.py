@@ -53,8 +53,21 @@ KNOWN_SETTINGS = {
     "mastodon_postgres_wait_timeout",
     "mastodon_healthy_timeout",
     "mastodon_backup_before_upgrade",
+    "mastodon_acme_directory",
+    "mastodon_acme_ca_bundle",
+    "mastodon_roles",
+    "mastodon_private_address",
+    "mastodon_sidekiq_queues",
+    "mastodon_sidekiq_concurrency",
+    "mastodon_s3_bucket",
+    "mastodon_s3_endpoint",
+    "mastodon_s3_region",
+    "mastodon_s3_hostname",
+    "mastodon_s3_alias_host",
+    "mastodon_s3_access_key_id",
 }
 SECRET_SETTINGS = {
+    "mastodon_s3_secret_access_key",
     "mastodon_secret_key_base",
     "mastodon_otp_secret",
     "mastodon_vapid_private_key",
@@ -227,7 +240,7 @@ def test_vagrant_inventory_matches_vagrantfile():
 # --- both ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [PROD, VAGRANT], ids=["prod", "vagrant"])
+@pytest.mark.parametrize("path", [PROD, VAGRANT, SANDBOX_CLUSTER], ids=["prod", "vagrant", "sandbox-cluster"])
 def test_every_mastodon_key_is_documented(path, monkeypatch):
     for name, data in hosts_data(load(path, monkeypatch)).items():
         unknown = set(mastodon_keys(data)) - KNOWN_SETTINGS - SECRET_SETTINGS
@@ -324,6 +337,9 @@ def test_sandbox_cluster_hosts_are_the_single_sandbox_on_their_own_ports(monkeyp
         "app2": [2243, "10.213.0.22"],
         "edge": [2244, "10.213.0.31"],
     }
+    queues = {name: d.pop("mastodon_sidekiq_queues", None) for name, d in data.items()}
+    # app2 leaves the scheduler queue to app1 (exactly one Sidekiq of an instance may work it)
+    assert {name for name, q in queues.items() if q} == {"app2"} and "scheduler" not in queues["app2"]
     del single["ssh_port"]
     assert data == dict.fromkeys(own, single)
     assert domain_of(single) == "social1.sandbox.test"
