@@ -32,10 +32,7 @@ KEY_PREFIX = "media_attachments/files/"
 
 @pytest.fixture(scope="module")
 def box(sandbox) -> Sandbox:
-    if not sandbox.uses_standins():
-        pytest.skip("uploads without an access token work only with the stand-in web")
-    sandbox.ensure_clean()
-    return sandbox
+    return sandbox.clean_with_standins("uploads without an access token work only with the stand-in web")
 
 
 def admin_keys(box: Sandbox) -> dict[str, str]:
