@@ -24,10 +24,7 @@ SMTP_LOG = "/var/log/sandbox-smtp/dialogue.jsonl"
 
 @pytest.fixture(scope="module")
 def box(sandbox) -> Sandbox:
-    if not sandbox.uses_standins():
-        pytest.skip("these rules are about the stand-in images (the real images have them anyway)")
-    sandbox.ensure_clean()
-    return sandbox
+    return sandbox.clean_with_standins("these rules are about the stand-in images (the real images have them anyway)")
 
 
 @pytest.fixture(scope="module")

@@ -183,6 +183,14 @@ class Sandbox:
         )
         return proc.returncode == 0
 
+    def clean_with_standins(self, why: str) -> "Sandbox":
+        """This sandbox, clean (``ensure_clean``), for a module that needs the stand-in images: the
+        module is skipped, saying ``why``, when the server has the real ones."""
+        if not self.uses_standins():
+            pytest.skip(why)
+        self.ensure_clean()
+        return self
+
     def uses_standins(self) -> bool:
         label = self.ssh(
             "docker image inspect -f '{{index .Config.Labels \"pyinfra-mastodon-sandbox\"}}' "

@@ -12,9 +12,10 @@ from standin import plain_version, version_tuple  # noqa: E402
 from standin.boot import AR_KEYS, boot_errors, skip_post_deployment_migrations  # noqa: E402
 from standin.migrations import migrations_for, pending, schema_version  # noqa: E402
 from standin.sidekiq import DEFAULT_QUEUES, UsageError, parse_options, process_title  # noqa: E402
+from standin.storage import S3Settings, StorageError, id_partition, media_filename, ruby_to_i, s3_enabled, s3_put  # noqa: E402
 from standin.streaming import accept_key  # noqa: E402
 from standin.tootctl import CREATE_OPTIONS, Failure, parse  # noqa: E402
-from standin.web import allowed_hosts, host_without_port  # noqa: E402
+from standin.web import allowed_hosts, host_without_port, media_type, uploaded_file  # noqa: E402
 
 GOOD_ENV = {
     "RAILS_ENV": "production",
@@ -360,3 +361,84 @@ def test_sidekiq_command_line():
     for bad in (["-x"], ["-c"], ["-c", "many"], ["--queues", "push"]):
         with pytest.raises(UsageError):
             parse_options(bad)
+
+
+# ------------------------------------------------------------------ media storage (storage.py, paperclip.rb)
+
+
+def test_s3_only_when_s3_enabled_is_exactly_true():
+    assert s3_enabled({"S3_ENABLED": "true"})
+    for value in ("True", "1", "yes", "", "false"):
+        assert not s3_enabled({"S3_ENABLED": value}), value
+    assert not s3_enabled({})
+
+
+def test_s3_defaults_are_upstreams():
+    cfg = S3Settings.from_env({"S3_BUCKET": "media"})
+    assert (cfg.region, cfg.protocol, cfg.hostname) == ("us-east-1", "https", "s3-us-east-1.amazonaws.com")
+    assert (cfg.permission, cfg.signature_version, cfg.open_timeout, cfg.read_timeout) == ("public-read", "v4", 5, 5)
+    assert cfg.endpoint is None and cfg.force_path_style is False and cfg.alias_host is None
+    assert S3Settings.from_env({"S3_REGION": "eu-west-3"}).hostname == "s3-eu-west-3.amazonaws.com"
+    # ENV.fetch: a default only when the variable is absent, an empty one stays empty
+    assert S3Settings.from_env({"S3_PROTOCOL": ""}).protocol == ""
+
+
+def test_s3_endpoint_makes_path_style_unless_overridden():
+    cfg = S3Settings.from_env({"S3_ENDPOINT": "http://s3.sandbox.test:9000"})
+    assert cfg.force_path_style is True
+    cfg = S3Settings.from_env({"S3_ENDPOINT": "http://s3.sandbox.test:9000", "S3_OVERRIDE_PATH_STYLE": "true"})
+    assert cfg.force_path_style is False
+    # ENV.has_key?: an empty S3_ENDPOINT is still an endpoint (and fails when used)
+    assert S3Settings.from_env({"S3_ENDPOINT": ""}).endpoint == ""
+
+
+def test_s3_url_shapes():
+    env = {"S3_BUCKET": "media", "S3_ENDPOINT": "http://s3.sandbox.test:9000", "S3_HOSTNAME": "s3.sandbox.test:9000"}
+    path = "media_attachments/files/110/000/000/000/000/001/original/abc.png"
+    assert S3Settings.from_env({**env, "S3_PROTOCOL": "http"}).url(path) == f"http://s3.sandbox.test:9000/media/{path}"
+    assert S3Settings.from_env(env).url(path) == f"https://s3.sandbox.test:9000/media/{path}"
+    assert S3Settings.from_env({**env, "S3_PROTOCOL": ""}).url(path) == f"//s3.sandbox.test:9000/media/{path}"
+    assert S3Settings.from_env({**env, "S3_ALIAS_HOST": "files.example"}).url(path) == f"https://files.example/{path}"
+    assert S3Settings.from_env({**env, "S3_CLOUDFRONT_HOST": "cdn.example"}).url(path) == f"https://cdn.example/{path}"
+
+
+def test_id_partition_is_paperclips():
+    assert id_partition(1) == "000/000/001"
+    assert id_partition(113_000_123_456_789_012) == "113/000/123/456/789/012"
+    # a length that is not a multiple of 3 loses its last digits, as scan(/\d{3}/) does
+    assert id_partition(1234567890) == "123/456/789"
+
+
+def test_media_filename_is_obfuscated_with_a_fitting_extension():
+    name = media_filename("holiday photo.PNG", "image/png")
+    assert name.endswith(".png") and len(name) == 16 + 4 and name[:16] != "holiday photo"
+    assert media_filename("clip.bin", "video/mp4").endswith(".mp4")
+    assert "." not in media_filename("", "application/x-unknown-type")
+
+
+def test_ruby_to_i():
+    assert (ruby_to_i("5"), ruby_to_i(" 12abc"), ruby_to_i("abc"), ruby_to_i("")) == (5, 12, 0, 0)
+
+
+def test_s3_upload_without_bucket_fails_before_any_request():
+    with pytest.raises(StorageError) as err:
+        s3_put(S3Settings.from_env({"S3_ENDPOINT": "http://s3.sandbox.test:9000"}), "k", b"x", "text/plain")
+    assert (err.value.kind, err.value.ruby_class) == ("unhandled", "ArgumentError")
+    assert "missing required :bucket option" in str(err.value)
+
+
+def test_multipart_file_param_and_media_type():
+    body = (
+        b'--XX\r\nContent-Disposition: form-data; name="description"\r\n\r\nhi\r\n'
+        b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\ncontent\r\n--XX--\r\n"
+    )
+    assert uploaded_file("multipart/form-data; boundary=XX", body) == (b"content", "a.txt", "text/plain")
+    assert uploaded_file("video/mp4", b"raw") == (b"raw", "", "video/mp4")
+    assert [media_type(t) for t in ("image/gif", "image/png", "video/mp4", "audio/ogg", "text/plain")] == [
+        "gifv",
+        "image",
+        "video",
+        "audio",
+        "unknown",
+    ]

@@ -3,7 +3,8 @@
 import json
 import os
 import sys
-import time
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler
 
 from . import image_version, plain_version
@@ -11,10 +12,47 @@ from .boot import boot_rails
 from .db import connect, table_exists
 from .redis import RedisError
 from .server import serve
+from .storage import (
+    PUBLIC_DIR,
+    SYSTEM_DIR,
+    S3Settings,
+    StorageError,
+    local_put,
+    media_filename,
+    media_path,
+    s3_enabled,
+    s3_put,
+    snowflake_id,
+)
 
-PUBLIC_DIR = "/opt/mastodon/public"
-SYSTEM_DIR = os.path.join(PUBLIC_DIR, "system")
 MAX_UPLOAD = 64 * 1024 * 1024
+# Api::ErrorHandling: rescue_from Seahorse::Client::NetworkingError (the storage server unreachable)
+STORAGE_UNAVAILABLE = "There was a temporary problem serving your request, please try again"
+
+
+def uploaded_file(content_type_header, body):
+    """(data, filename, content type) of the request's `file` param (multipart/form-data, as
+    clients send it). Any other body is taken whole as the file (stand-in leniency: upstream answers
+    422 without a `file` param)."""
+    if content_type_header.lower().startswith("multipart/form-data"):
+        message = BytesParser(policy=HTTP).parsebytes(
+            b"Content-Type: " + content_type_header.encode("latin-1") + b"\r\n\r\n" + body
+        )
+        for part in message.iter_parts():
+            if part.get_param("name", header="content-disposition") == "file":
+                return (
+                    part.get_payload(decode=True) or b"",
+                    part.get_filename() or "",
+                    part.get_content_type(),
+                )
+    return body, "", content_type_header.split(";")[0].strip().lower()
+
+
+def media_type(content_type):
+    """MediaAttachment#type from the file's content type (gif is `gifv`, as upstream converts it)."""
+    if content_type == "image/gif":
+        return "gifv"
+    return {"image": "image", "video": "video", "audio": "audio"}.get(content_type.split("/")[0], "unknown")
 
 
 def allowed_hosts(env):
@@ -153,50 +191,54 @@ class Handler(BaseHTTPRequestHandler):
             return
         path = self.path_only()
         if path in ("/api/v2/media", "/api/v1/media"):
-            media_id = str(time.time_ns() // 1000)
-            rel = os.path.join("media_attachments", "files", media_id, "original", "upload.bin")
-            target = os.path.join(SYSTEM_DIR, rel)
-            try:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                with open(target, "wb") as fh:
-                    fh.write(body)
-            except PermissionError as exc:
-                # Ruby's wording: dir_s_mkdir for a directory, rb_sysopen for the file itself
-                where = "rb_sysopen" if str(exc.filename).endswith(".bin") else "dir_s_mkdir"
-                message = f"Errno::EACCES: Permission denied @ {where} - {exc.filename}"
-                sys.stderr.write(f"[stand-in web] {message}\n")
-                self.send_json(500, {"error": message})
-                return
-            except OSError as exc:
-                self.send_json(500, {"error": f"{type(exc).__name__}: {exc}"})
-                return
-            # app/controllers/api/v2/media_controller.rb creates with delay_processing: true; for video,
-            # gifv and audio (MediaAttachment#larger_media_format?) the model then calls
-            # PostProcessMediaWorker.perform_async (media_attachment.rb:435): a Sidekiq push to Redis,
-            # and the answer is 202 (not processed yet). Redis down: the push raises, the answer is 500.
-            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            status = 200
-            if content_type.startswith(("video/", "audio/")) or content_type == "image/gif":
-                from .tootctl import enqueue
-
-                try:
-                    enqueue([("default", "PostProcessMediaWorker", [media_id])])
-                except RedisError as exc:
-                    sys.stderr.write(f"[stand-in web] RedisClient::CannotConnectError: {exc}\n")
-                    self.send_json(500, {"error": "We're sorry, but something went wrong on our end."})
-                    return
-                status = 202
-            self.send_json(
-                status,
-                {
-                    "id": media_id,
-                    "type": "unknown",
-                    "url": f"https://{self.server.env['LOCAL_DOMAIN']}/system/{rel}",
-                    "size": len(body),
-                },
-            )
+            self.create_media(path, body)
             return
         self.send_json(404, {"error": "Record not found"})
+
+    def create_media(self, path, body):
+        """Api::V2::MediaController#create (v1: always 200): store the file (storage.py), then for
+        larger media formats push PostProcessMediaWorker and answer 202."""
+        env = self.server.env
+        data, filename, content_type = uploaded_file(self.headers.get("Content-Type") or "", body)
+        media_id = snowflake_id()
+        rel = media_path(media_id, media_filename(filename, content_type))
+        try:
+            if s3_enabled(env):
+                cfg = S3Settings.from_env(env)
+                s3_put(cfg, rel, data, content_type)
+                url = cfg.url(rel)
+            else:
+                local_put(rel, data)
+                url = f"https://{env['LOCAL_DOMAIN']}/system/{rel}"
+        except StorageError as exc:
+            sys.stderr.write(f"[stand-in web] {exc}\n")
+            if exc.kind == "networking":
+                self.send_json(503, {"error": STORAGE_UNAVAILABLE})
+            else:  # no rescue_from matches: Rails answers 500 (stand-in: the exception in the body)
+                self.send_json(500, {"error": str(exc)})
+            return
+        # app/controllers/api/v2/media_controller.rb creates with delay_processing: true; for video,
+        # gifv and audio (MediaAttachment#larger_media_format?) the model then calls
+        # PostProcessMediaWorker.perform_async (media_attachment.rb:435, after the file is stored): a
+        # Sidekiq push to Redis, and the answer is 202 (not processed yet). Redis down: the push
+        # raises, the answer is 500.
+        status = 200
+        kind = media_type(content_type)
+        if path == "/api/v2/media" and kind in ("video", "gifv", "audio"):
+            from .tootctl import enqueue
+
+            try:
+                enqueue([("default", "PostProcessMediaWorker", [str(media_id)])])
+            except RedisError as exc:
+                sys.stderr.write(f"[stand-in web] RedisClient::CannotConnectError: {exc}\n")
+                self.send_json(500, {"error": "We're sorry, but something went wrong on our end."})
+                return
+            status = 202
+        # REST::MediaAttachmentSerializer: url is null while the attachment is not processed
+        self.send_json(
+            status,
+            {"id": str(media_id), "type": kind, "url": None if status == 202 else url, "size": len(data)},
+        )
 
 
 def main(argv):
