@@ -8,12 +8,13 @@ checked on the S3 server with its admin keys (`sandbox-s3`), never through the s
 Two deploys: with the server's keys, then with a wrong secret (the deploy converges all the same, the
 upload fails as upstream's would). Variations of one variable each run in one-off web containers
 (`docker compose run web bundle exec puma`) on the deployed instance, without a deploy.
-For now S3 is configured through ``mastodon_extra_env`` with exactly the lines the typed settings
-will write (S3_ENABLED, S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_HOSTNAME, S3_PROTOCOL, AWS_*).
+S3 is configured by the typed settings (``mastodon_s3_bucket``, ``_endpoint``, ``_access_key_id``,
+``_secret_access_key``); the lines they write into .env.production are checked too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shlex
@@ -41,18 +42,25 @@ def admin_keys(box: Sandbox) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
-def s3_env(keys: dict[str, str]) -> dict[str, str]:
-    """The .env.production lines of the deploy's S3 settings (mastodon_s3_bucket and friends)."""
+def s3_settings(keys: dict[str, str]) -> dict[str, str]:
+    """The deploy's object storage settings for the sandbox's S3 server."""
     return {
-        "S3_ENABLED": "true",
-        "S3_BUCKET": BUCKET,
-        "S3_REGION": "us-east-1",
-        "S3_ENDPOINT": ENDPOINT,
-        "S3_HOSTNAME": "s3.sandbox.test:9000",
-        "S3_PROTOCOL": "http",
-        "AWS_ACCESS_KEY_ID": keys["AWS_ACCESS_KEY_ID"],
-        "AWS_SECRET_ACCESS_KEY": keys["AWS_SECRET_ACCESS_KEY"],
+        "mastodon_s3_bucket": BUCKET,
+        "mastodon_s3_endpoint": ENDPOINT,
+        "mastodon_s3_access_key_id": keys["AWS_ACCESS_KEY_ID"],
+        "mastodon_s3_secret_access_key": keys["AWS_SECRET_ACCESS_KEY"],
     }
+
+
+# What those settings write into .env.production (the secret's line is checked apart, by digest)
+EXPECTED_ENV = [
+    "S3_ENABLED=true",
+    f"S3_BUCKET={BUCKET}",
+    "S3_REGION=us-east-1",
+    f"S3_ENDPOINT={ENDPOINT}",
+    "S3_PROTOCOL=http",
+    "S3_HOSTNAME=s3.sandbox.test:9000",
+]
 
 
 def objects(box: Sandbox) -> set[str]:
@@ -105,9 +113,20 @@ def one_off_upload(box: Sandbox, env: dict[str, str], content: str = "one-off") 
 @pytest.fixture(scope="module")
 def deployed(box) -> Result:
     box.out(f"sandbox-s3 mb {BUCKET}")
-    result = box.deploy(data={"mastodon_extra_env": s3_env(admin_keys(box))}, label="s3")
+    result = box.deploy(data=s3_settings(admin_keys(box)), label="s3")
     assert result.ok, f"the deploy with S3 settings failed: {result.describe()}"
     return result
+
+
+def test_the_settings_write_upstreams_variables(box, deployed):
+    lines = box.out(f"grep -E '^(S3_|AWS_ACCESS_KEY_ID=)' {BASE_DIR}/.env.production").splitlines()
+    assert lines == [*EXPECTED_ENV, f"AWS_ACCESS_KEY_ID={admin_keys(box)['AWS_ACCESS_KEY_ID']}"]
+    # the secret key is in the file (compared by digest: the test prints no secret)
+    want = admin_keys(box)["AWS_SECRET_ACCESS_KEY"]
+    got = box.out(
+        f'printf %s "$(grep \'^AWS_SECRET_ACCESS_KEY=\' {BASE_DIR}/.env.production | cut -d= -f2- | tr -d "\'")" | sha256sum'
+    )
+    assert got.split()[0] == hashlib.sha256(want.encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +230,7 @@ def test_virtual_host_style_and_alias_host(box, deployed):
 @pytest.fixture(scope="module")
 def wrong_keys(box, deployed) -> Result:
     keys = dict(admin_keys(box), AWS_SECRET_ACCESS_KEY="wrong" + admin_keys(box)["AWS_SECRET_ACCESS_KEY"][5:])
-    result = box.deploy(data={"mastodon_extra_env": s3_env(keys)}, label="s3 wrong secret")
+    result = box.deploy(data=s3_settings(keys), label="s3 wrong secret")
     return result
 
 
