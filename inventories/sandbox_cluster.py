@@ -52,6 +52,18 @@ def _host(name: str) -> tuple[str, dict]:
 _APP2 = _host("app2")
 _APP2[1]["mastodon_sidekiq_queues"] = ["default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"]
 
+# Media are written on both app hosts: they go to the edge's S3 server (sandbox-s3.service, moto),
+# whose keys are made at each start of the service: `scripts/sandbox ssh --cluster edge
+# 'sandbox-s3 credentials'` prints them; give them in SANDBOX_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY.
+_S3 = {
+    "mastodon_s3_bucket": "mastodon-media",
+    "mastodon_s3_endpoint": "http://s3.sandbox.test:9000",
+    "mastodon_s3_access_key_id": os.environ.get("SANDBOX_S3_ACCESS_KEY_ID") or None,
+    "mastodon_s3_secret_access_key": os.environ.get("SANDBOX_S3_SECRET_ACCESS_KEY") or None,
+}
+for _name, _data in (("db", None), ("app1", None), ("app2", _APP2[1]), ("edge", None)):
+    pass
+
 db_servers = ([_host("db")], {"mastodon_roles": ["db", "redis"]})
 app_servers = ([_host("app1"), _APP2], {"mastodon_roles": ["web", "streaming", "sidekiq"]})
 edge_servers = ([_host("edge")], {"mastodon_roles": ["proxy"]})

@@ -66,7 +66,8 @@ def _role_count(role: str, low: int, high: int | None) -> Callable[[Instance], t
         first = next(iter(inst.configs))
         where = f"the instance {inst.domain} ({_names(list(inst.configs))})"
         if len(hosts) < low:
-            return first, "mastodon_roles", f"no host of {where} runs {role}: give it to exactly one host"
+            how = "exactly one host" if high == 1 else "at least one host"
+            return first, "mastodon_roles", f"no host of {where} runs {role}: give it to {how}"
         if high is not None and len(hosts) > high:
             many = "exactly one" if low == high == 1 else "at most one" if high == 1 else f"at most {high}"
             return hosts[-1], "mastodon_roles", f"{_names(hosts)} all run {role} in {where}: {many} may"
@@ -116,10 +117,29 @@ def _every_queue_worked(inst: Instance) -> tuple[str, str, str] | None:
     return None
 
 
+def _object_storage(cfg: MastodonConfig) -> bool:
+    """Media go to object storage: the typed settings, or upstream's variable in mastodon_extra_env."""
+    return bool(cfg.s3_bucket) or str(cfg.extra_env.get("S3_ENABLED")).lower() == "true"
+
+
+def _sidekiq_settings_need_sidekiq(inst: Instance) -> tuple[str, str, str] | None:
+    for name, cfg in inst.configs.items():
+        if "sidekiq" in cfg.roles:
+            continue
+        for key in ("sidekiq_queues", "sidekiq_concurrency"):
+            if getattr(cfg, key) is not None:
+                return (
+                    name,
+                    f"mastodon_{key}",
+                    "is set on a host that runs no sidekiq (mastodon_roles): it would do nothing",
+                )
+    return None
+
+
 def _media_shared(inst: Instance) -> tuple[str, str, str] | None:
     hosts = [name for name, cfg in inst.configs.items() if {"web", "sidekiq"} & set(cfg.roles)]
     if len(hosts) > 1:
-        without = [name for name in hosts if not inst.configs[name].s3_bucket]
+        without = [name for name in hosts if not _object_storage(inst.configs[name])]
         if without:
             return (
                 without[0],
@@ -193,6 +213,7 @@ RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
     _role_count("streaming", 1, None),
     _role_count("sidekiq", 1, None),
     _role_count("proxy", 1, None),
+    _sidekiq_settings_need_sidekiq,
     _scheduler_once,
     _every_queue_worked,
     _media_shared,
@@ -203,7 +224,8 @@ RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
 
 def _machine(name: str, data: Mapping[str, Any]) -> tuple[str, str]:
     """Where pyinfra connects for a host: its ``ssh_hostname`` (or its name) and port."""
-    return str(data.get("ssh_hostname") or name), str(data.get("ssh_port") or 22)
+    # host names are case-insensitive; an address is itself
+    return str(data.get("ssh_hostname") or name).lower().rstrip("."), str(data.get("ssh_port") or 22)
 
 
 def _one_instance_per_machine(data_of: Mapping[str, Mapping[str, Any]]) -> None:

@@ -58,20 +58,18 @@ def s3_env(cfg: Any) -> list[tuple[str, str]]:
     The ``.env.production`` lines of the object storage (``mastodon_s3_*``), in ``settings.S3_ENV_KEYS``
     order; none without a bucket. Upstream (config/initializers/paperclip.rb) builds media URLs from
     ``S3_PROTOCOL`` and ``S3_HOSTNAME`` (default ``s3-REGION.amazonaws.com``) unless an alias host is set:
-    with another endpoint, the endpoint's host and scheme are the ones that serve them.
+    with another endpoint, the endpoint's host is the one that serves them.
     """
     if not cfg.s3_bucket:
         return []
     endpoint = re.match(r"^(https?)://([^/]+)/?$", cfg.s3_endpoint) if cfg.s3_endpoint else None
     hostname = cfg.s3_hostname or (endpoint.group(2) if endpoint else None)
-    # Browsers load media over https from an alias host (a CDN); otherwise from the endpoint itself.
-    protocol = "https" if cfg.s3_alias_host or not endpoint else endpoint.group(1)
     pairs = {
         "S3_ENABLED": "true",
         "S3_BUCKET": cfg.s3_bucket,
         "S3_REGION": cfg.s3_region,
         "S3_ENDPOINT": cfg.s3_endpoint,
-        "S3_PROTOCOL": protocol,
+        "S3_PROTOCOL": cfg.s3_protocol,
         "S3_HOSTNAME": hostname,
         "S3_ALIAS_HOST": cfg.s3_alias_host,
         "AWS_ACCESS_KEY_ID": cfg.s3_access_key_id,

@@ -63,6 +63,12 @@ MANAGED_ENV_KEYS: frozenset[str] = frozenset(
 
 
 # Variables whose mere presence makes every Rails process of Mastodon abort at boot, and why.
+# Variables that a setting of the deploy writes or derives from, and which one.
+SETTING_ENV_KEYS: dict[str, str] = {
+    # sidekiq.yml reads it, but the compose file's DB_POOL follows mastodon_sidekiq_concurrency only
+    "SIDEKIQ_CONCURRENCY": "mastodon_sidekiq_concurrency",
+}
+
 ABORTING_ENV_KEYS: dict[str, str] = {
     "REDIS_NAMESPACE": (
         "makes every Mastodon process abort at boot since 4.4 (config/initializers/deprecations.rb): "
@@ -321,6 +327,8 @@ def _validate_extra_env(value: dict) -> None:
             raise ValueError(f"key {_short(key)} must match ^[A-Z][A-Z0-9_]*$")
         if key in MANAGED_ENV_KEYS:
             raise ValueError(f"key '{key}' is managed by the deploy and cannot be set here")
+        if key in SETTING_ENV_KEYS:
+            raise ValueError(f"key '{key}' is set by {SETTING_ENV_KEYS[key]}: set that instead")
         if key in ABORTING_ENV_KEYS:
             raise ValueError(f"key '{key}' {ABORTING_ENV_KEYS[key]}")
         if isinstance(item, bool) or isinstance(item, (int, str)):
@@ -364,6 +372,10 @@ def _validate_private_address(value: str) -> None:
         raise ValueError(f"{_short(value)} is not an IPv4 or IPv6 address") from None
     if address.is_loopback or address.is_unspecified or address.is_multicast:
         raise ValueError(f"{value} cannot be reached from another host (loopback, unspecified or multicast)")
+    # PostgreSQL and Redis will listen there: a private network only (RFC 1918, RFC 6598, ULA, link-local)
+    shared = address.version == 4 and address in ipaddress.ip_network("100.64.0.0/10")
+    if not (address.is_private or shared):
+        raise ValueError(f"{value} is a public address: give the host's address on a private network")
 
 
 def _validate_sidekiq_queues(value: list | tuple) -> None:
@@ -374,6 +386,9 @@ def _validate_sidekiq_queues(value: list | tuple) -> None:
         if not isinstance(entry, str) or not _QUEUE_RE.fullmatch(entry):
             raise ValueError(f"{_short(entry)} is not a queue: `name` or `name,weight` (sidekiq -q), e.g. `push,6`")
         names.append(entry.partition(",")[0])
+        if names[-1] not in {name for name, _ in layout.SIDEKIQ_QUEUES}:
+            known = ", ".join(name for name, _ in layout.SIDEKIQ_QUEUES)
+            raise ValueError(f"{_short(names[-1])} is not one of Mastodon's queues ({known})")
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ValueError(f"lists {', '.join(twice)} twice")
@@ -382,21 +397,37 @@ def _validate_sidekiq_queues(value: list | tuple) -> None:
 def _validate_bucket(value: str) -> None:
     if not _BUCKET_RE.fullmatch(value) or ".." in value:
         raise ValueError(f"{_short(value)} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+    if re.fullmatch(r"[0-9.]+", value):
+        raise ValueError(f"{_short(value)} is shaped like an IP address, which S3 refuses as a bucket name")
+
+
+def _check_port_in(value: str, what: str) -> None:
+    port = re.search(r":([0-9]{1,5})(?:/|$)", value.rpartition("]")[2] if "]" in value else value.split("//")[-1])
+    if port and not 1 <= int(port.group(1)) <= 65535:
+        raise ValueError(f"{_short(value)}: {port.group(1)} is not a port number (1-65535) {what}")
 
 
 def _validate_s3_endpoint(value: str) -> None:
     if not _S3_ENDPOINT_RE.fullmatch(value):
         raise ValueError(f"{_short(value)} is not an endpoint URL: `https://HOST[:PORT]` (or http://), no path")
+    _check_port_in(value, "in the endpoint")
 
 
 def _validate_host_port(value: str) -> None:
     if not _HOST_PORT_RE.fullmatch(value):
         raise ValueError(f"{_short(value)} is not HOST or HOST:PORT")
+    _check_port_in(value, "")
 
 
 def _validate_alias_host(value: str) -> None:
     if not _ALIAS_HOST_RE.fullmatch(value):
         raise ValueError(f"{_short(value)} is not a host name with an optional path, e.g. `files.example.org`")
+    _check_port_in(value, "")
+
+
+def _validate_s3_protocol(value: str) -> None:
+    if value not in ("https", "http"):
+        raise ValueError(f"{_short(value)} is not https or http")
 
 
 def _validate_region(value: str) -> None:
@@ -724,8 +755,9 @@ SETTINGS: tuple[Setting, ...] = (
         "mastodon_sidekiq_concurrency",
         (int, _NONE),
         None,
-        "threads of this host's Sidekiq (sidekiq -c); its `DB_POOL` follows; unset: upstream's 5",
-        validate=_int_range(1, 200),
+        "threads of this host's Sidekiq (sidekiq -c, 1-50); its `DB_POOL` follows; unset: upstream's 5",
+        # PostgreSQL's max_connections is 100 in the db image, shared with web and streaming
+        validate=_int_range(1, 50),
         default_text="(upstream's)",
         per_host=True,
     ),
@@ -752,6 +784,13 @@ SETTINGS: tuple[Setting, ...] = (
         "us-east-1",
         "the bucket's region (`S3_REGION`)",
         validate=_validate_region,
+    ),
+    Setting(
+        "mastodon_s3_protocol",
+        str,
+        "https",
+        "scheme of the media URLs (`S3_PROTOCOL`): browsers load media of an https instance over https only",
+        validate=_validate_s3_protocol,
     ),
     Setting(
         "mastodon_s3_hostname",
@@ -1062,6 +1101,19 @@ def _s3_key_given(name: str, how: str) -> Callable[[Mapping[str, Any]], str | No
     return check
 
 
+def _media_urls_reach_the_endpoint(values: Mapping[str, Any]) -> str | None:
+    endpoint = values["s3_endpoint"]
+    if not (endpoint and endpoint.startswith("http://")) or values["s3_alias_host"] or values["s3_hostname"]:
+        return None
+    if values["s3_protocol"] == "https":
+        return (
+            "serves plain http, and media URLs would name https:// on its host: set mastodon_s3_alias_host to the "
+            "https host that serves the bucket (or mastodon_s3_protocol: http for a test setup; browsers block "
+            "http media on an https instance)"
+        )
+    return None
+
+
 def _extra_env_leaves_s3_to_its_settings(values: Mapping[str, Any]) -> str | None:
     if not values["s3_bucket"]:
         return None  # object storage set up through mastodon_extra_env, as before the typed settings
@@ -1087,6 +1139,7 @@ ASSERTIONS: tuple[Assertion, ...] = (
         _s3_key_given("s3_secret_access_key", "give it from the environment"),
     ),
     Assertion("mastodon_extra_env", _extra_env_leaves_s3_to_its_settings),
+    Assertion("mastodon_s3_endpoint", _media_urls_reach_the_endpoint),
 )
 
 

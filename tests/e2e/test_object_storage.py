@@ -47,6 +47,8 @@ def s3_settings(keys: dict[str, str]) -> dict[str, str]:
     return {
         "mastodon_s3_bucket": BUCKET,
         "mastodon_s3_endpoint": ENDPOINT,
+        # the sandbox's S3 server speaks plain http: media URLs say so (a real instance needs https)
+        "mastodon_s3_protocol": "http",
         "mastodon_s3_access_key_id": keys["AWS_ACCESS_KEY_ID"],
         "mastodon_s3_secret_access_key": keys["AWS_SECRET_ACCESS_KEY"],
     }

@@ -143,3 +143,22 @@ def test_one_server_is_one_host_of_one_instance():
     assert (error.host, error.key) == ("b", "ssh_hostname") and "also host 'a'" in error.problem
     # the same address on another port is another server (the sandboxes, containers behind one address)
     assert load_inventory_configs([("a", a), ("b", {**b, "ssh_port": 2222})])
+
+
+def test_sidekiq_settings_on_a_host_without_sidekiq_are_refused():
+    error = refusal(cluster(edge={"mastodon_sidekiq_concurrency": 10}))
+    assert (error.host, error.key) == ("edge", "mastodon_sidekiq_concurrency")
+
+
+def test_object_storage_through_extra_env_counts_as_shared_media():
+    hosts = cluster()
+    for data in hosts.values():
+        for name in S3:
+            data.pop(name)
+        data["mastodon_extra_env"] = {"S3_ENABLED": "true", "S3_BUCKET": "media"}
+    assert refusal(hosts).problem.endswith("(README: Known limits)")
+
+
+def test_a_role_several_hosts_may_run_asks_for_at_least_one():
+    error = refusal(cluster(edge={"mastodon_roles": ["web"], "mastodon_private_address": "10.213.0.31"}))
+    assert "give it to at least one host" in error.problem

@@ -511,3 +511,27 @@ def test_object_storage_secret_never_shows():
     assert secret not in repr(config) and "AKIA1" not in repr(config)
     problem = error(**{**S3, "mastodon_s3_secret_access_key": secret + "\n"})
     assert secret not in str(problem)
+
+
+def test_media_urls_of_a_plain_http_endpoint_need_an_https_host_or_say_http():
+    inside = {**S3, "mastodon_s3_endpoint": "http://10.0.0.5:9000"}
+    refused = error(**inside)
+    assert refused.key == "mastodon_s3_endpoint" and "mastodon_s3_alias_host" in refused.problem
+    assert cfg(**inside, mastodon_s3_alias_host="files.example.org").s3_protocol == "https"
+    assert cfg(**inside, mastodon_s3_protocol="http").s3_protocol == "http"
+    assert error(**inside, mastodon_s3_protocol="ftp").key == "mastodon_s3_protocol"
+
+
+def test_scale_settings_refuse_what_would_do_nothing_or_harm():
+    assert error(mastodon_sidekiq_queues=["default", "mailer"]).problem.startswith("'mailer' is not one of")
+    assert error(mastodon_sidekiq_concurrency=51).key == "mastodon_sidekiq_concurrency"
+    refused = error(mastodon_extra_env={"SIDEKIQ_CONCURRENCY": 25})
+    assert refused.key == "mastodon_extra_env" and "mastodon_sidekiq_concurrency" in refused.problem
+    assert "public address" in error(mastodon_private_address="8.8.8.8").problem
+    for address in ("10.1.2.3", "172.16.0.9", "192.168.1.4", "100.64.3.2", "fd00::5"):
+        assert cfg(mastodon_private_address=address).private_address == address
+    for name, value in (
+        ("mastodon_s3_endpoint", "https://s3.example.org:99999"),
+        ("mastodon_s3_bucket", "192.168.1.1"),
+    ):
+        assert error(**{**S3, name: value}).key == name

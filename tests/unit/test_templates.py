@@ -269,17 +269,20 @@ def test_env_production_object_storage_on_aws_by_the_typed_settings():
 
 
 def test_env_production_object_storage_on_another_endpoint_names_its_host_for_the_urls():
-    lines = _env_lines(**S3, mastodon_s3_endpoint="http://10.213.0.31:9000", mastodon_s3_region="garage")
-    assert "S3_ENDPOINT=http://10.213.0.31:9000" in lines
+    lines = _env_lines(**S3, mastodon_s3_endpoint="https://s3.example.org:9000", mastodon_s3_region="garage")
+    assert "S3_ENDPOINT=https://s3.example.org:9000" in lines
     # upstream's URLs are S3_PROTOCOL://S3_HOSTNAME/bucket/path without an alias host
-    assert "S3_HOSTNAME=10.213.0.31:9000" in lines and "S3_PROTOCOL=http" in lines
+    assert "S3_HOSTNAME=s3.example.org:9000" in lines and "S3_PROTOCOL=https" in lines
     assert "S3_REGION=garage" in lines
-    with_alias = _env_lines(
-        **S3, mastodon_s3_endpoint="http://10.213.0.31:9000", mastodon_s3_alias_host="files.example.org"
-    )
+    # a plain-http endpoint on a private network, served to browsers over https by an alias host
+    inside = {**S3, "mastodon_s3_endpoint": "http://10.213.0.31:9000"}
+    with_alias = _env_lines(**inside, mastodon_s3_alias_host="files.example.org")
     assert "S3_ALIAS_HOST=files.example.org" in with_alias and "S3_PROTOCOL=https" in with_alias
     own_host = _env_lines(**S3, mastodon_s3_endpoint="https://s3.example.org", mastodon_s3_hostname="cdn.example.org")
     assert "S3_HOSTNAME=cdn.example.org" in own_host
+    # a test setup that serves media over http says so
+    plain = _env_lines(**inside, mastodon_s3_protocol="http")
+    assert "S3_PROTOCOL=http" in plain and "S3_HOSTNAME=10.213.0.31:9000" in plain
 
 
 def test_env_production_without_a_bucket_keeps_object_storage_off():
