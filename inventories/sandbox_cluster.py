@@ -35,12 +35,29 @@ _port = int(os.environ.get("SANDBOX_CLUSTER_PORT") or 2241)
 _SERVERS = (("db", 11), ("app1", 21), ("app2", 22), ("edge", 31))
 
 
+# Media are written on both app hosts: they go to the edge's S3 server (sandbox-s3.service, moto,
+# plain http), whose keys are made at each start of the service: `scripts/sandbox ssh --cluster edge
+# 'sandbox-s3 credentials'` prints them; give them in SANDBOX_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY.
+_S3 = {
+    "mastodon_s3_bucket": "mastodon-media",
+    "mastodon_s3_endpoint": "http://s3.sandbox.test:9000",
+    "mastodon_s3_protocol": "http",
+}
+for _key, _variable in (
+    ("mastodon_s3_access_key_id", "SANDBOX_S3_ACCESS_KEY_ID"),
+    ("mastodon_s3_secret_access_key", "SANDBOX_S3_SECRET_ACCESS_KEY"),
+):
+    if os.environ.get(_variable):
+        _S3[_key] = os.environ[_variable]
+
+
 def _host(name: str) -> tuple[str, dict]:
     index = [server for server, _octet in _SERVERS].index(name)
     return (
         name,
         {
             **_SANDBOX,
+            **_S3,
             "ssh_port": _port + index,
             "mastodon_private_address": f"{_match.group(1)}.{_SERVERS[index][1]}",
         },
@@ -51,18 +68,6 @@ def _host(name: str) -> tuple[str, dict]:
 # instance may work (its periodic jobs would otherwise run twice): app1's, with upstream's list.
 _APP2 = _host("app2")
 _APP2[1]["mastodon_sidekiq_queues"] = ["default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"]
-
-# Media are written on both app hosts: they go to the edge's S3 server (sandbox-s3.service, moto),
-# whose keys are made at each start of the service: `scripts/sandbox ssh --cluster edge
-# 'sandbox-s3 credentials'` prints them; give them in SANDBOX_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY.
-_S3 = {
-    "mastodon_s3_bucket": "mastodon-media",
-    "mastodon_s3_endpoint": "http://s3.sandbox.test:9000",
-    "mastodon_s3_access_key_id": os.environ.get("SANDBOX_S3_ACCESS_KEY_ID") or None,
-    "mastodon_s3_secret_access_key": os.environ.get("SANDBOX_S3_SECRET_ACCESS_KEY") or None,
-}
-for _name, _data in (("db", None), ("app1", None), ("app2", _APP2[1]), ("edge", None)):
-    pass
 
 db_servers = ([_host("db")], {"mastodon_roles": ["db", "redis"]})
 app_servers = ([_host("app1"), _APP2], {"mastodon_roles": ["web", "streaming", "sidekiq"]})

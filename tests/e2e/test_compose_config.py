@@ -42,12 +42,6 @@ VARIANTS = {
         "mastodon_sidekiq_concurrency": 25,
         "mastodon_sidekiq_queues": ["default,8", "push", "ingress", "mailers", "pull", "scheduler", "fasp"],
     },
-    "object-storage": {
-        "mastodon_s3_bucket": "media",
-        "mastodon_s3_endpoint": "http://10.213.0.31:9000",
-        "mastodon_s3_access_key_id": "AKIASANDBOX",
-        "mastodon_s3_secret_access_key": "a$b+c/d",
-    },
 }
 
 SCRATCH = "/tmp/pyinfra-mastodon-compose-check"

@@ -63,6 +63,7 @@ KNOWN_SETTINGS = {
     "mastodon_s3_endpoint",
     "mastodon_s3_region",
     "mastodon_s3_hostname",
+    "mastodon_s3_protocol",
     "mastodon_s3_alias_host",
     "mastodon_s3_access_key_id",
 }
@@ -300,6 +301,8 @@ SANDBOX_ENV_VARS = (
     "SANDBOX_ACME_DIRECTORY",
     "SANDBOX_CLUSTER_PORT",
     "SANDBOX_CLUSTER_SUBNET",
+    "SANDBOX_S3_ACCESS_KEY_ID",
+    "SANDBOX_S3_SECRET_ACCESS_KEY",
 )
 
 
@@ -337,6 +340,10 @@ def test_sandbox_cluster_hosts_are_the_single_sandbox_on_their_own_ports(monkeyp
         "app2": [2243, "10.213.0.22"],
         "edge": [2244, "10.213.0.31"],
     }
+    storage = [{key: d.pop(key) for key in list(d) if key.startswith("mastodon_s3_")} for d in data.values()]
+    # one object storage for the instance: the edge's S3 server (keys from the environment only)
+    assert storage == [storage[0]] * 4 and storage[0]["mastodon_s3_endpoint"] == "http://s3.sandbox.test:9000"
+    assert "mastodon_s3_secret_access_key" not in storage[0]
     queues = {name: d.pop("mastodon_sidekiq_queues", None) for name, d in data.items()}
     # app2 leaves the scheduler queue to app1 (exactly one Sidekiq of an instance may work it)
     assert {name for name, q in queues.items() if q} == {"app2"} and "scheduler" not in queues["app2"]
@@ -344,6 +351,22 @@ def test_sandbox_cluster_hosts_are_the_single_sandbox_on_their_own_ports(monkeyp
     assert data == dict.fromkeys(own, single)
     assert domain_of(single) == "social1.sandbox.test"
     assert single["mastodon_acme_directory"] == "https://acme.sandbox.test:14000/dir"
+
+
+def test_sandbox_cluster_is_one_instance_that_this_version_refuses_to_deploy(monkeypatch):
+    """Validated as the deploy validates an inventory: every instance rule passes, then the missing
+    multi-server deploy refuses it by name, before any change."""
+    from pyinfra_mastodon.settings import SettingsError, load_inventory_configs
+
+    keys = {"SANDBOX_S3_ACCESS_KEY_ID": "AKIASANDBOX", "SANDBOX_S3_SECRET_ACCESS_KEY": "k" * 40}
+    for env, setting, words in (
+        ({}, "mastodon_s3_access_key_id", "is required"),
+        (keys, "mastodon_roles", "deploys an instance on one server only"),
+    ):
+        hosts = hosts_data(load_sandbox(SANDBOX_CLUSTER, monkeypatch, **env))
+        with pytest.raises(SettingsError) as info:
+            load_inventory_configs(hosts.items())
+        assert info.value.key == setting and words in info.value.problem, info.value
 
 
 def test_sandbox_cluster_reads_the_script_variables(monkeypatch):
