@@ -26,6 +26,7 @@ STATE = (
     "ls -la /etc/apt/sources.list.d /etc/apt/preferences.d 2>&1; "
     f"ls -d {BASE_DIR} 2>&1; command -v docker || echo 'no docker'"
 )
+PACKAGES = "dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\\n' | awk '$1 == \"ii\" { print $2, $3 }'"
 
 
 @pytest.fixture(scope="module", params=["bookworm", "trixie"])
@@ -39,12 +40,23 @@ def box(request, sandbox) -> Sandbox:
 def runs(box) -> dict:
     assert box.ssh("command -v docker").returncode != 0, "the --no-docker server has a docker command"
     before = box.out(STATE)
+    packages = box.out(PACKAGES)
     dry = box.deploy("--dry", label="dry run without docker")
     after_dry = box.out(STATE)
     first = box.deploy(label="deploy without docker")
     health = wait_healthy(box, HEALTHCHECKED) if first.ok else {}
     again = box.deploy(label="rerun") if first.ok else None
-    return {"before": before, "dry": dry, "after_dry": after_dry, "first": first, "health": health, "again": again}
+    installed = set(box.out(PACKAGES).splitlines()) - set(packages.splitlines())
+    return {
+        "before": before,
+        "dry": dry,
+        "after_dry": after_dry,
+        "first": first,
+        "health": health,
+        "again": again,
+        # what the deploy installed or upgraded: "name version"
+        "installed": sorted(installed),
+    }
 
 
 def only_from(policy: str, suite: str, base: str) -> list[str]:
@@ -96,10 +108,11 @@ def test_compose_comes_from_the_archive_and_nothing_else_from_debian_13(box, run
     assert runs["first"].ok, "the deploy failed"
     if suite(box) == "bookworm":
         assert box.ssh(f"test -f {PIN_FILES[0]} && test -f {PIN_FILES[1]}").returncode == 0
-        # every installed package from bookworm but docker-compose: the pin holds
-        policy = box.out(
-            "apt-cache policy $(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' | awk '$1 == \"ii\" { print $2 }')"
-        )
+        # every package the deploy installed or upgraded is bookworm's but docker-compose: the pin
+        # holds (the sandbox server's own trixie packages, the S3 server's, were there before it)
+        names = [line.split()[0] for line in runs["installed"]]
+        assert "docker-compose" in names, runs["installed"]
+        policy = box.out(f"apt-cache policy {' '.join(names)}")
         from_trixie = only_from(policy, "trixie", "bookworm")
         assert from_trixie == ["docker-compose"], from_trixie
     else:
