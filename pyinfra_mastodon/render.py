@@ -4,7 +4,6 @@ Rendering of the files in ``templates/``: one Jinja2 environment for the deploy 
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,8 +61,7 @@ def s3_env(cfg: Any) -> list[tuple[str, str]]:
     """
     if not cfg.s3_bucket:
         return []
-    endpoint = re.match(r"^(https?)://([^/]+)/?$", cfg.s3_endpoint) if cfg.s3_endpoint else None
-    hostname = cfg.s3_hostname or (endpoint.group(2) if endpoint else None)
+    hostname = cfg.s3_hostname or (settings.s3_endpoint_host(cfg.s3_endpoint) if cfg.s3_endpoint else None)
     pairs = {
         "S3_ENABLED": "true",
         "S3_BUCKET": cfg.s3_bucket,

@@ -413,6 +413,11 @@ def _validate_s3_endpoint(value: str) -> None:
     _check_port_in(value, "in the endpoint")
 
 
+def s3_endpoint_host(endpoint: str) -> str:
+    """The ``HOST[:PORT]`` of a valid ``mastodon_s3_endpoint``."""
+    return _S3_ENDPOINT_RE.fullmatch(endpoint).group(2)
+
+
 def _validate_host_port(value: str) -> None:
     if not _HOST_PORT_RE.fullmatch(value):
         raise ValueError(f"{_short(value)} is not HOST or HOST:PORT")
