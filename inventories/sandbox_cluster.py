@@ -39,6 +39,8 @@ _SERVERS = (("db", 11), ("app1", 21), ("app2", 22), ("edge", 31))
 # plain http), whose keys are made at each start of the service: `scripts/sandbox ssh --cluster edge
 # 'sandbox-s3 credentials'` prints them; give them in SANDBOX_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY.
 _S3 = {
+    # the hosts that serve others (PostgreSQL, Redis, web, streaming) admit only the instance's own
+    "mastodon_firewall": True,
     "mastodon_s3_bucket": "mastodon-media",
     "mastodon_s3_endpoint": "http://s3.sandbox.test:9000",
     "mastodon_s3_protocol": "http",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyinfra import host, inventory
 from pyinfra.api import deploy
 
-from . import connection, preflight
+from . import cluster_secrets, connection, preflight
 from .errors import DeployRefused
 from .operations import nothing_to_do
 from .settings import DEFAULTS, MastodonConfig, SettingsError, load_inventory_configs
@@ -55,6 +55,15 @@ def run_stages(cfg: MastodonConfig, stages: tuple[Stage, ...], done: Outcome | N
 _VALIDATED = "_pyinfra_mastodon_configs"
 
 
+def inventory_configs() -> dict[str, MastodonConfig]:
+    """Every host's configuration, once ``validated_config`` has validated the inventory."""
+    found = getattr(inventory._get_module(), _VALIDATED, None)
+    if not isinstance(found, dict):
+        validated_config()
+        found = getattr(inventory._get_module(), _VALIDATED)
+    return found
+
+
 def validated_config() -> MastodonConfig:
     """
     Validate the data of every host in the inventory, then return this host's configuration.
@@ -94,4 +103,5 @@ def mastodon() -> None:
     # 0. before the checks that need Docker: they accept a host that gets it from this run
     installing_docker = docker.install_when_missing(cfg)
     existing = preflight.check(cfg, installing_docker=installing_docker)
-    run_stages(cfg, STAGES, Outcome(existing=existing))
+    shared = cluster_secrets.for_instance(cfg)
+    run_stages(cfg, STAGES, Outcome(existing=existing, instance_secrets=shared))

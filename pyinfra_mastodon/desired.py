@@ -15,6 +15,7 @@ from . import commands, layout
 from .envfile import converged_payload
 from .facts import SEEDED_SQL, owner_exists_sql, owner_never_signed_in_sql
 from .render import db_data_dir, render, render_with
+from .render import host_services as render_host_services
 
 # The mastodon user's login shell: it never logs in.
 USER_SHELL = "/usr/sbin/nologin"
@@ -68,23 +69,59 @@ def _root(path: str, mode: str = "755") -> Folder:
     return Folder(path, "root", "root", mode)
 
 
+def runs_proxy(cfg) -> bool:
+    """The host runs the instance's nginx-certbot proxy (every whole server does)."""
+    return "proxy" in cfg.roles
+
+
 def system_folders(cfg) -> list[Folder]:
-    """Stage 1: the mastodon user's folders (0755: PostgreSQL keeps its own 0700 one level below) and nginx's."""
-    owned = [_owned(path) for path in layout.data_dirs(db_data_dir(cfg))]
-    return owned + [_root(path) for path in layout.proxy_dirs()]
+    """
+    Stage 1: the mastodon user's folders (0755: PostgreSQL keeps its own 0700 one level below) and
+    nginx's; on a host of an instance on several hosts, those of the services it runs.
+    """
+    here = render_host_services(cfg)
+    owned = [_owned(path) for path in layout.data_dirs(db_data_dir(cfg), services=here)]
+    return owned + ([_root(path) for path in layout.proxy_dirs()] if runs_proxy(cfg) else [])
 
 
-def env_files(cfg) -> list[EnvFile]:
-    """Stage 2: ``.env.db`` and ``.env.production``, whose secrets stay on the host, and restic's password file."""
-    out = [
-        EnvFile(layout.ENV_DB_FILE, render("env.db.j2", cfg)),
-        EnvFile(
-            layout.ENV_PRODUCTION_FILE,
-            render("env.production.j2", cfg),
-            dict(cfg.secret_overrides),
-            note=" (secrets kept, never shown)",
-        ),
-    ]
+def runs_application(cfg) -> bool:
+    """The host has a ``.env.production``: it runs web, streaming or sidekiq, or the database's jobs."""
+    return bool({"web", "streaming", "sidekiq"} & set(render_host_services(cfg)))
+
+
+def env_files(cfg, instance_secrets: dict | None = None) -> list[EnvFile]:
+    """
+    Stage 2: ``.env.db`` and ``.env.production``, whose secrets stay on the host, and restic's password
+    file; on a host of an instance on several hosts, those its roles read, with ``.env.redis``.
+
+    + instance_secrets: env key -> value, the instance's secrets (``cluster_secrets``) on several hosts
+    """
+    shared = instance_secrets or {}
+    here = render_host_services(cfg)
+    out = []
+    if "db" in here:
+        db_overrides = {"POSTGRES_PASSWORD": shared["DB_PASS"]} if cfg.cluster and "DB_PASS" in shared else {}
+        note = " (the database's password kept, never shown)" if cfg.cluster else ""
+        out.append(EnvFile(layout.ENV_DB_FILE, render("env.db.j2", cfg), db_overrides, note=note))
+    if cfg.cluster and "redis" in here:
+        redis_overrides = {"REDIS_PASSWORD": shared["REDIS_PASSWORD"]} if "REDIS_PASSWORD" in shared else {}
+        out.append(
+            EnvFile(
+                layout.ENV_REDIS_FILE,
+                render("env.redis.j2", cfg),
+                redis_overrides,
+                note=" (Redis's password kept, never shown)",
+            )
+        )
+    if runs_application(cfg):
+        out.append(
+            EnvFile(
+                layout.ENV_PRODUCTION_FILE,
+                render("env.production.j2", cfg),
+                {**shared, **cfg.secret_overrides},
+                note=" (secrets kept, never shown)",
+            )
+        )
     if cfg.restic_repository:
         out.append(
             EnvFile(
@@ -120,12 +157,20 @@ def local_ca_folder(cfg) -> Folder | None:
     return _root(layout.LOCAL_CA_DIR, "700") if cfg.certbot_local_ca else None
 
 
-def nginx_file(cfg) -> File:
+def nginx_file(cfg) -> File | None:
+    """The domain's server block, on a host that runs the proxy."""
+    if not runs_proxy(cfg):
+        return None
     return File(layout.nginx_conf(cfg.domain), render("nginx-site.conf.j2", cfg), "root", "root", "644")
 
 
 def wanted_timers(cfg) -> list[layout.Timer]:
-    """The maintenance timers turned on (``mastodon_<name>_timer``)."""
+    """
+    The maintenance timers turned on (``mastodon_<name>_timer``); on an instance on several hosts,
+    only its db host runs them (the database's jobs, the dump, its copy of the secrets).
+    """
+    if cfg.cluster is not None and cfg.host != cfg.cluster.jobs_host:
+        return []
     return [t for t in layout.TIMERS if getattr(cfg, t.setting[len("mastodon_") :])]
 
 
@@ -219,16 +264,18 @@ def folders(cfg) -> list[Folder]:
 
 def files(cfg, ports: list[int] | tuple[int, ...] = ()) -> list[File]:
     """Every file written whole, in the order the stages write them (``ports``: the firewall's SSH ports)."""
-    return [*firewall_files(cfg, ports), compose_file(cfg), nginx_file(cfg), *timer_files(cfg)]
+    nginx = nginx_file(cfg)
+    return [*firewall_files(cfg, ports), compose_file(cfg), *([nginx] if nginx else []), *timer_files(cfg)]
 
 
 def data_folders(cfg) -> list[str]:
     """The data services' folders (the db major's, Redis's), in which only the mastodon uid may own files."""
     db = layout.SERVICES_BY_NAME["db"]
+    here = render_host_services(cfg)
     return [
         f"{layout.BASE_DIR}/{db_data_dir(cfg)}" if s is db else s.host_data_dir
         for s in layout.SERVICES
-        if s.tier == layout.DATA and s.host_data_dir
+        if s.tier == layout.DATA and s.host_data_dir and s.name in here
     ]
 
 

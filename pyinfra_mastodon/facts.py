@@ -709,10 +709,16 @@ class PendingMigrations(FactBase[bool | None]):
 
     + project_dir: the directory holding ``docker-compose.yml``
     + cache_dir: where the image's migration versions are kept, one file per image id
+    + image: the versions of this image instead of the running web's (the jobs host of an instance on
+      several hosts runs no web); None (unknown) while the image is not on the host
     """
 
-    def command(self, project_dir: str = BASE_DIR, cache_dir: str = layout.MIGRATIONS_CACHE_DIR) -> str:
-        return commands.fact_script("pending-migrations", cache_dir, project_dir=project_dir)
+    def command(
+        self, project_dir: str = BASE_DIR, cache_dir: str = layout.MIGRATIONS_CACHE_DIR, image: str | None = None
+    ) -> str:
+        if image is None:
+            return commands.fact_script("pending-migrations", cache_dir, project_dir=project_dir)
+        return commands.fact_script("pending-migrations", cache_dir, "", image, project_dir=project_dir)
 
     def process(self, output: list[str]) -> bool | None:
         return {"none": False, "pending": True}.get(_first_line(output))

@@ -11,7 +11,7 @@ one domain are two whole instances fighting over one name, refused as before rol
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import layout
@@ -156,12 +156,14 @@ def _private_addresses(inst: Instance) -> tuple[str, str, str] | None:
     seen: dict[str, str] = {}
     for name, cfg in inst.configs.items():
         served = [role for role in cfg.roles if role in layout.SERVED_ROLES]
-        if served and cfg.private_address is None:
-            return (
-                name,
-                "mastodon_private_address",
-                f"is required: other hosts of the instance {inst.domain} connect to its {', '.join(served)}",
+        if cfg.private_address is None:
+            why = (
+                f"other hosts of the instance {inst.domain} connect to its {', '.join(served)}"
+                if served
+                else f"it connects to the other hosts of the instance {inst.domain}, whose firewalls admit "
+                "only the instance's addresses"
             )
+            return name, "mastodon_private_address", f"is required: {why}"
         if cfg.private_address is not None:
             if cfg.private_address in seen:
                 return (
@@ -191,13 +193,28 @@ def _settings_agree(inst: Instance) -> tuple[str, str, str] | None:
     return None
 
 
-def _one_server_for_now(inst: Instance) -> tuple[str, str, str] | None:
-    if inst.several_hosts:
+def _firewall_where_served(inst: Instance) -> tuple[str, str, str] | None:
+    if not inst.several_hosts:
+        return None
+    for name, cfg in inst.configs.items():
+        served = [role for role in cfg.roles if role in layout.SERVED_ROLES]
+        if served and not cfg.firewall:
+            return (
+                name,
+                "mastodon_firewall",
+                f"must be true: other hosts of the instance {inst.domain} connect to its {', '.join(served)}, "
+                "and the firewall is what admits only the instance's own hosts to them",
+            )
+    return None
+
+
+def _replica_not_yet(inst: Instance) -> tuple[str, str, str] | None:
+    replicas = inst.hosts_with("db_replica")
+    if replicas:
         return (
-            list(inst.configs)[1],
+            replicas[0],
             "mastodon_roles",
-            f"the instance {inst.domain} spreads over {_names(list(inst.configs))}: its roles are valid, but "
-            "this version deploys an instance on one server only (README: Known limits)",
+            "db_replica is a valid role, but this version does not deploy a read replica yet (README: Known limits)",
         )
     return None
 
@@ -218,7 +235,8 @@ RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
     _every_queue_worked,
     _media_shared,
     _private_addresses,
-    _one_server_for_now,
+    _firewall_where_served,
+    _replica_not_yet,
 )
 
 
@@ -242,9 +260,67 @@ def _one_instance_per_machine(data_of: Mapping[str, Mapping[str, Any]]) -> None:
         seen[machine] = name
 
 
-def check(configs: Mapping[str, MastodonConfig], data_of: Mapping[str, Mapping[str, Any]]) -> None:
+@dataclass(frozen=True, eq=False)  # one object shared by the instance's hosts
+class Cluster:
     """
-    Check every instance of the inventory as a whole; raises the first ``SettingsError``.
+    Where the other parts of an instance that spreads over several hosts are: what a host of it
+    renders into its files (``MastodonConfig.cluster``; None for a whole server).
+
+    + domain: the instance's domain
+    + hosts: host name -> its private address, every host of the instance in inventory order
+    + roles: host name -> its roles
+    + jobs_host: the host that runs the database's one-off jobs (migrations, seed, owner account,
+      tootctl of the timers): the db host, next to PostgreSQL, which also keeps the instance's secrets
+    """
+
+    domain: str
+    hosts: Mapping[str, str]
+    roles: Mapping[str, tuple[str, ...]]
+    jobs_host: str
+
+    def addresses(self, role: str) -> tuple[str, ...]:
+        """The private addresses of the hosts that run ``role``, in inventory order."""
+        return tuple(self.hosts[name] for name, roles in self.roles.items() if role in roles)
+
+    def address(self, role: str) -> str:
+        """The private address of the one host that runs ``role`` (db, redis)."""
+        (found,) = self.addresses(role)
+        return found
+
+    def clients(self, role: str) -> tuple[str, ...]:
+        """
+        The private addresses of the hosts that connect to ``role`` on another host: the application
+        to PostgreSQL and Redis, the proxy to web and streaming; the host that serves it leaves its
+        own traffic inside its compose network.
+        """
+        users = CLIENT_ROLES[role]
+        return tuple(
+            self.hosts[name] for name, roles in self.roles.items() if set(users) & set(roles) and role not in roles
+        )
+
+
+# Who connects to what across hosts (the firewall admits only them).
+CLIENT_ROLES: dict[str, tuple[str, ...]] = {
+    "db": ("web", "streaming", "sidekiq", "db_replica"),
+    "redis": ("web", "streaming", "sidekiq", "db"),  # db: the jobs host
+    "web": ("proxy",),
+    "streaming": ("proxy",),
+}
+
+
+def _cluster(inst: Instance) -> Cluster:
+    return Cluster(
+        domain=inst.domain,
+        hosts={name: str(cfg.private_address) for name, cfg in inst.configs.items()},
+        roles={name: tuple(cfg.roles) for name, cfg in inst.configs.items()},
+        jobs_host=inst.hosts_with("db")[0],
+    )
+
+
+def check(configs: Mapping[str, MastodonConfig], data_of: Mapping[str, Mapping[str, Any]]) -> dict[str, MastodonConfig]:
+    """
+    Check every instance of the inventory as a whole; raises the first ``SettingsError``. Returns the
+    configurations, each host of an instance on several hosts with its ``cluster``.
 
     + configs: host name -> its validated ``MastodonConfig``, in inventory order
     + data_of: host name -> its data (where pyinfra connects: ``ssh_hostname``, ``ssh_port``)
@@ -256,3 +332,10 @@ def check(configs: Mapping[str, MastodonConfig], data_of: Mapping[str, Mapping[s
                 host, key, text = problem
                 raise SettingsError(host, key, text)
     _one_instance_per_machine(data_of)
+    out = dict(configs)
+    for inst in instances(configs):
+        if inst.several_hosts:
+            cluster = _cluster(inst)
+            for name in inst.configs:
+                out[name] = replace(configs[name], cluster=cluster)
+    return out

@@ -238,9 +238,26 @@ SYSTEMD_DIR = "/etc/systemd/system"
 JOB_RUNNER = "/usr/local/lib/pyinfra-mastodon/run-job"
 
 
-def service_names(tier: str | None = None) -> tuple[str, ...]:
-    """The names of the services, of one tier or all, in ``SERVICES`` order."""
-    return tuple(s.name for s in SERVICES if tier is None or s.tier == tier)
+def service_names(tier: str | None = None, roles: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """
+    The names of the services, of one tier or all, in ``SERVICES`` order.
+
+    + roles: only those a host with these roles runs (``mastodon_roles``); None: every service
+    """
+    return tuple(s.name for s in SERVICES if (tier is None or s.tier == tier) and (roles is None or s.role in roles))
+
+
+# An instance on several hosts: the one-off jobs that need the database (migrations, seed, owner
+# account, tootctl) run on its db host, in a container of the web service defined there under this
+# compose profile, so `up` never starts it (`docker compose run` does).
+JOBS_PROFILE = "jobs"
+# The instance's secrets when it spreads over several hosts: the ones in .env.production on the db
+# host are the authoritative copy (the other hosts get the same values from it); the passwords of
+# PostgreSQL and Redis are among them.
+CLUSTER_SECRET_KEYS: tuple[str, ...] = ("DB_PASS", "REDIS_PASSWORD")
+ENV_REDIS_FILE = f"{BASE_DIR}/.env.redis"
+# Where PostgreSQL and Redis, web and streaming listen for the instance's other hosts.
+SERVICE_PORTS: dict[str, int] = {"db": 5432, "redis": 6379, "web": 3000, "streaming": 4000}
 
 
 # PostgreSQL's data folder is named by its major (a new major cannot read an old one's data, so an
@@ -254,16 +271,17 @@ def db_data_dir(major: int | None) -> str:
     return f"postgres{major or DEFAULT_POSTGRES_MAJOR}"
 
 
-def data_dirs(db_dir: str | None = None) -> tuple[str, ...]:
+def data_dirs(db_dir: str | None = None, services: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """
     Every folder the mastodon user owns, parents first: ``BASE_DIR`` and each service's data dir
     with its parents (``public`` before ``public/system``), each once.
 
     + db_dir: the db service's data folder, when not the default (``db_data_dir``)
+    + services: only these services' folders (the services a host runs); None: every service's
     """
     out: list[str] = [BASE_DIR]
     for service in SERVICES:
-        if not service.data_dir:
+        if not service.data_dir or (services is not None and service.name not in services):
             continue
         data_dir = db_dir if db_dir and service.name == "db" else service.data_dir
         parts = data_dir.split("/")

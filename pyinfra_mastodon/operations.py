@@ -259,7 +259,7 @@ ONEOFF_WAIT_SECONDS = 1800
 
 
 @operation()
-def migrate_before_restart(web_image: str, backup: bool = True, min_free_mb: int = 0):
+def migrate_before_restart(web_image: str, backup: bool = True, min_free_mb: int = 0, jobs_only: bool = False):
     """
     Prepare a new database, or run the pre-deployment migrations of a new version.
 
@@ -272,10 +272,22 @@ def migrate_before_restart(web_image: str, backup: bool = True, min_free_mb: int
     image, or when migrations are pending; post-deployment migrations wait until the new version
     runs (``migrate_after_restart``). It runs in a one-off container of the new image, while the old
     version keeps serving: if a migration fails, the old version is still running.
+
+    + jobs_only: the host runs the database's jobs but no web (an instance on several hosts): an
+      existing database is migrated when ``web_image`` has migrations it lacks
     """
     if not host.get_fact(DatabaseInitialized, project_dir=layout.BASE_DIR):
         yield commands.script("wait-for-oneoff", ONEOFF_WAIT_SECONDS)
         yield commands.run_rails("db:prepare", skip_post_deployment=True)
+        return
+    if jobs_only:
+        if host.get_fact(PendingMigrations, project_dir=layout.BASE_DIR, image=web_image) is False:
+            host.noop(f"no pending migrations for {web_image}")
+            return
+        yield commands.script("wait-for-oneoff", ONEOFF_WAIT_SECONDS)
+        if backup:
+            yield commands.script("dump-database", layout.BACKUP_DIR, min_free_mb)
+        yield commands.run_rails("db:migrate", skip_post_deployment=True)
         return
 
     web = (host.get_fact(ComposeServices, project=layout.COMPOSE_PROJECT) or {}).get("web")
@@ -291,11 +303,18 @@ def migrate_before_restart(web_image: str, backup: bool = True, min_free_mb: int
 
 
 @operation()
-def migrate_after_restart():
+def migrate_after_restart(image: str | None = None):
     """
     Run the post-deployment migrations, once the new version runs.
+
+    + image: the image whose migrations count, on a host that runs no web (``PendingMigrations``)
     """
-    if host.get_fact(PendingMigrations, project_dir=layout.BASE_DIR) is False:
+    found = (
+        host.get_fact(PendingMigrations, project_dir=layout.BASE_DIR)
+        if image is None
+        else host.get_fact(PendingMigrations, project_dir=layout.BASE_DIR, image=image)
+    )
+    if found is False:
         host.noop("no pending migrations")
         return
     yield commands.script("wait-for-oneoff", ONEOFF_WAIT_SECONDS)
@@ -331,7 +350,12 @@ def owner_account(username: str, email: str, password_file: str = layout.ADMIN_P
 
 
 @operation()
-def restart_services(services: Sequence[str], after: Sequence[OperationMeta], wait_timeout: int = 300):
+def restart_services(
+    services: Sequence[str],
+    after: Sequence[OperationMeta],
+    wait_timeout: int = 300,
+    decided_elsewhere: bool = False,
+):
     """
     Restart services when, and only when, an earlier operation changed something they load at boot,
     then wait until they are running and healthy again.
@@ -339,9 +363,11 @@ def restart_services(services: Sequence[str], after: Sequence[OperationMeta], wa
     + services: compose services to restart
     + after: operations whose change calls for the restart
     + wait_timeout: seconds to wait for them to be healthy after the restart
+    + decided_elsewhere: the operations are another host's, known only once they ran: the caller
+      gives ``_if`` (evaluated then), and the restart is planned here
     """
-    if not _changed(after):
-        host.noop(f"no restart needed for {', '.join(services)}")
+    if not services or (not _changed(after) and not decided_elsewhere):
+        host.noop(f"no restart needed for {', '.join(services) or 'any service'}")
         return
     yield commands.restart(services)
     # `restart` does not wait; an `up` of unchanged services recreates nothing and waits for health.

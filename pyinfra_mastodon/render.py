@@ -86,14 +86,69 @@ def sidekiq_command(cfg: Any) -> str:
     return " ".join(words)
 
 
+def host_services(cfg: Any) -> tuple[str, ...]:
+    """
+    The services the host's compose file defines, in ``SERVICES`` order: those of its roles; on the
+    jobs host of an instance on several hosts also web, under the jobs profile (``jobs_only``).
+    """
+    mine = set(layout.service_names(roles=cfg.roles))
+    if jobs_only(cfg):
+        mine.add("web")
+    return tuple(name for name in layout.service_names() if name in mine)
+
+
+def jobs_only(cfg: Any) -> bool:
+    """The host defines web only to run the database's one-off jobs in it (``layout.JOBS_PROFILE``)."""
+    return bool(cfg.cluster) and cfg.host == cfg.cluster.jobs_host and "web" not in cfg.roles
+
+
+def peer(cfg: Any, service: str) -> str:
+    """
+    Where the application reaches ``db`` or ``redis``: the compose service on the same host, or the
+    private address of the instance's host that runs it.
+    """
+    if not cfg.cluster or service in layout.service_names(roles=cfg.roles):
+        return layout.SERVICES_BY_NAME[service].name
+    return cfg.cluster.address(service)
+
+
+def secret_keys(cfg: Any) -> list[str]:
+    """The secret lines of ``.env.production``: Mastodon's, on several hosts also PostgreSQL's and Redis's passwords."""
+    return [*settings.SECRET_ENV_KEYS, *(layout.CLUSTER_SECRET_KEYS if cfg.cluster else ())]
+
+
+def guarded(cfg: Any) -> list[tuple[str, str, int, tuple[str, ...]]]:
+    """
+    What the host serves to the instance's other hosts, for its firewall: (service, private address,
+    port, the addresses of the hosts that may connect); nothing on a whole server.
+    """
+    if not cfg.cluster:
+        return []
+    return [
+        (name, str(cfg.private_address), layout.SERVICE_PORTS[name], cfg.cluster.clients(name))
+        for name in layout.SERVICE_PORTS
+        if layout.SERVICES_BY_NAME[name].role in cfg.roles
+    ]
+
+
 def _context(cfg: Any) -> dict[str, Any]:
     db = replace(layout.SERVICES_BY_NAME["db"], data_dir=db_data_dir(cfg))
     return {
+        # what this host runs: every service on a whole server
+        "here": host_services(cfg),
+        "jobs_only": jobs_only(cfg),
+        "cluster": cfg.cluster,
+        "db_host": peer(cfg, "db"),
+        "redis_host": peer(cfg, "redis"),
+        # where web and streaming publish their ports: the proxy on the same host, or on the instance's others
+        "publish": str(cfg.private_address) if cfg.cluster else "127.0.0.1",
+        "ports": layout.SERVICE_PORTS,
+        "guarded": guarded(cfg),
         "cfg": cfg,
         "layout": layout,
         # service name -> its record: templates say `services.db.data_dir`, never "postgres14"
         "services": {**layout.SERVICES_BY_NAME, "db": db},
-        "secret_keys": list(settings.SECRET_ENV_KEYS),
+        "secret_keys": secret_keys(cfg),
         "s3_env": s3_env(cfg),
         "sidekiq_command": sidekiq_command(cfg),
     }

@@ -1175,6 +1175,8 @@ MastodonConfig = make_dataclass(
         *((s.short, _python_type(s), field(repr=s.in_repr, hash=False if s.type is dict else None)) for s in SETTINGS),
         # env key -> value, only the secrets given in host data
         ("secret_overrides", dict, field(repr=False, hash=False)),
+        # the instance's other hosts, when it spreads over several (instance.Cluster); None: a whole server
+        ("cluster", object, field(default=None, repr=False, hash=False, compare=False)),
     ],
     frozen=True,
     namespace={"images": property(_images)},
@@ -1309,5 +1311,4 @@ def load_inventory_configs(
     for host_name, data in hosts:
         configs[host_name] = load_config(host_name, data)
         data_of[host_name] = data
-    instance.check(configs, data_of)
-    return configs
+    return instance.check(configs, data_of)

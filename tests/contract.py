@@ -109,12 +109,17 @@ PREVIOUS_VERSION = "4.6.4"  # the other stand-in tag
 # Sidekiq leaves the scheduler queue to the first (exactly one may work it).
 CLUSTER_QUEUES_WITHOUT_SCHEDULER = ["default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"]
 CLUSTER_ROLES = {
-    "db": {"mastodon_roles": ["db", "redis"], "mastodon_private_address": "10.213.0.11"},
-    "app1": {"mastodon_roles": ["web", "streaming", "sidekiq"], "mastodon_private_address": "10.213.0.21"},
+    "db": {"mastodon_roles": ["db", "redis"], "mastodon_private_address": "10.213.0.11", "mastodon_firewall": True},
+    "app1": {
+        "mastodon_roles": ["web", "streaming", "sidekiq"],
+        "mastodon_private_address": "10.213.0.21",
+        "mastodon_firewall": True,
+    },
     "app2": {
         "mastodon_roles": ["web", "streaming", "sidekiq"],
         "mastodon_private_address": "10.213.0.22",
+        "mastodon_firewall": True,
         "mastodon_sidekiq_queues": CLUSTER_QUEUES_WITHOUT_SCHEDULER,
     },
-    "edge": {"mastodon_roles": ["proxy"]},
+    "edge": {"mastodon_roles": ["proxy"], "mastodon_private_address": "10.213.0.31", "mastodon_firewall": True},
 }

@@ -3,7 +3,10 @@
 # (the file name's leading digits in the image's db/migrate or db/post_migrate, as Rails reads them)
 # is not in schema_migrations. The image's versions are read once per image id, kept on the host
 # in $1 (a folder). $2 (optional): one more SQL query for the same psql call; its answer comes
-# first, as "answer VALUE" (converged.sh asks the seed and the owner account this way).
+# first, as "answer VALUE" (converged.sh asks the seed and the owner account this way). $3
+# (optional): an image whose versions count instead of the running web's, for the host that runs
+# the database's jobs without running web (an instance on several hosts): listed once per image id
+# in a one-off container of it.
 command -v docker >/dev/null 2>&1 || exit 0
 ps_of() {
     docker ps -q --filter "label=com.docker.compose.project=$MASTODON_PROJECT" \
@@ -11,16 +14,25 @@ ps_of() {
         --filter status=running 2>/dev/null | head -n 1
 }
 web=$(ps_of web)
-[ -n "$web" ] || exit 0
-image=$(docker inspect --format '{{.Image}}' "$web" 2>/dev/null)
+if [ -n "${3:-}" ]; then
+    image=$(docker image inspect --format '{{.Id}}' "$3" 2>/dev/null) || { echo unknown; exit 0; }
+else
+    [ -n "$web" ] || exit 0
+    image=$(docker inspect --format '{{.Image}}' "$web" 2>/dev/null)
+fi
 cache="$1/${image#sha256:}"
 if [ ! -s "$cache" ]; then
     umask 022
     mkdir -p "$1"
     tmp=$(mktemp "$cache.XXXXXX") || { echo unknown; exit 0; }
     # shellcheck disable=SC2016 # expanded in the container
-    if docker exec "$web" sh -c 'cd "${MASTODON_ROOT:-/opt/mastodon}" && ls db/migrate db/post_migrate' >"$tmp" 2>/dev/null \
-        && grep -q '^[0-9]' "$tmp"; then
+    list='cd "${MASTODON_ROOT:-/opt/mastodon}" && ls db/migrate db/post_migrate'
+    if [ -n "${3:-}" ]; then
+        docker run --rm --network none --entrypoint sh "$image" -c "$list" >"$tmp" 2>/dev/null
+    else
+        docker exec "$web" sh -c "$list" >"$tmp" 2>/dev/null
+    fi
+    if grep -q '^[0-9]' "$tmp"; then
         mv "$tmp" "$cache"
     else
         rm -f "$tmp"

@@ -29,6 +29,7 @@ class Outcome:
     + migrations_before: the pre-deployment migrations (or the new database)
     + database_changes: what changed the database while the new version runs (post-deployment
       migrations, the seed): the application is restarted after them
+    + instance_secrets: the secrets of an instance on several hosts (``cluster_secrets``); never shown
     """
 
     existing: dict = field(default_factory=dict)
@@ -37,6 +38,22 @@ class Outcome:
     compose_plan: ComposePlanMemo | None = None
     migrations_before: tuple[OperationMeta, ...] = ()
     database_changes: tuple[OperationMeta, ...] = ()
+    instance_secrets: dict = field(default_factory=dict, repr=False)
+
+
+def rolling() -> bool:
+    """
+    Whether the run restarts the application one host at a time (``_serial``, which must be the same
+    on every host of a run): when an instance of the inventory spreads over several hosts.
+    """
+    from ..deploy import inventory_configs
+
+    return any(cfg.cluster for cfg in inventory_configs().values())
+
+
+def runs_jobs(cfg) -> bool:
+    """The host runs the database's one-off jobs: a whole server, or the db host of an instance on several."""
+    return cfg.cluster is None or cfg.host == cfg.cluster.jobs_host
 
 
 Stage = Callable[..., Outcome]

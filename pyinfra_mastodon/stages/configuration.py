@@ -19,16 +19,18 @@ def apply(cfg, done: Outcome) -> Outcome:
     """Write the four files; returns the proxy's configuration changes for its reload."""
     for folder in desired.config_folders(cfg):
         create_folder(folder)
-    for env in desired.env_files(cfg):
-        secret_env_file(
-            name=f"Write {env.path}{env.note}",
-            path=env.path,
-            rendered=env.rendered,
-            overrides=env.overrides,
-            user=env.user,
-            group=env.group,
-            mode=env.mode,
-        )
+    envs = {env.path: env for env in desired.env_files(cfg, done.instance_secrets)}
+    # One call site per file, not a loop: the hosts of an instance write different sets of them, and
+    # pyinfra tells operations apart by where they are called (its results would name one for another).
+    if layout.ENV_DB_FILE in envs:
+        _write_env(envs.pop(layout.ENV_DB_FILE))
+    if layout.ENV_REDIS_FILE in envs:
+        _write_env(envs.pop(layout.ENV_REDIS_FILE))
+    if layout.ENV_PRODUCTION_FILE in envs:
+        _write_env(envs.pop(layout.ENV_PRODUCTION_FILE))
+    if layout.RESTIC_ENV_FILE in envs:
+        _write_env(envs.pop(layout.RESTIC_ENV_FILE))
+    assert not envs, f"an env file without its call site: {sorted(envs)}"
     for path in desired.absent_config_files(cfg):
         files.file(name=f"Remove {path} (no restic repository)", path=path, present=False)
     # Compose compares the env files' contents itself: the services stage needs no link to these.
@@ -36,9 +38,24 @@ def apply(cfg, done: Outcome) -> Outcome:
     ca = desired.local_ca_folder(cfg)
     if ca:
         create_folder(ca, " (local CA key, root only)")
-    nginx = put_file(desired.nginx_file(cfg))
+    server_block = desired.nginx_file(cfg)
+    if server_block is None:  # a host of an instance on several hosts that runs no proxy
+        return done
+    nginx = put_file(server_block)
     stale = _remove_stale_server_blocks(cfg, done.existing.get("nginx_confs", []))
     return replace(done, proxy_config=(nginx, *stale))
+
+
+def _write_env(env: desired.EnvFile) -> OperationMeta:
+    return secret_env_file(
+        name=f"Write {env.path}{env.note}",
+        path=env.path,
+        rendered=env.rendered,
+        overrides=env.overrides,
+        user=env.user,
+        group=env.group,
+        mode=env.mode,
+    )
 
 
 def _remove_stale_server_blocks(cfg, managed_confs: list[str]) -> list[OperationMeta]:

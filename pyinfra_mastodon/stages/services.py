@@ -10,6 +10,7 @@ from dataclasses import replace
 from .. import desired, layout
 from ..operations import (
     ComposePlanMemo,
+    _changed,
     compose_up,
     ensure_certificate,
     pull_missing_images,
@@ -17,7 +18,8 @@ from ..operations import (
     restart_services,
     wait_for_postgres,
 )
-from . import Outcome
+from ..render import host_services
+from . import Outcome, rolling, runs_jobs
 
 
 def start_data_services(cfg, done: Outcome) -> Outcome:
@@ -25,11 +27,18 @@ def start_data_services(cfg, done: Outcome) -> Outcome:
     Pull what is missing, start the data services (alone: the application waits for its
     migrations), then wait until PostgreSQL is ready.
     """
-    pull_missing_images(name="Pull missing images", images=cfg.images)
-    data = layout.service_names(layout.DATA)
+    here = host_services(cfg)
+    pull_missing_images(
+        name="Pull missing images", images={service: image for service, image in cfg.images.items() if service in here}
+    )
+    data = tuple(name for name in layout.service_names(layout.DATA) if name in here)
+    if not data:  # a host of an instance on several hosts without PostgreSQL or Redis
+        return done
     memo = ComposePlanMemo()
     # No --wait here: the bounded wait below ends with a message that says what to check.
     up = compose_up(name=f"Start {' and '.join(data)}", services=data, wait_timeout=None, memo=memo)
+    if "db" not in data:
+        return replace(done, data_services=(up,), compose_plan=memo)
     ready = wait_for_postgres(name="Wait until PostgreSQL is ready", timeout=cfg.postgres_wait_timeout)
     return replace(done, data_services=(up, ready), compose_plan=memo)
 
@@ -44,24 +53,50 @@ def start_all(cfg, done: Outcome) -> Outcome:
         wait_timeout=cfg.healthy_timeout,
         memo=done.compose_plan,
         reuse_plan=(*done.data_services, *done.migrations_before) if done.compose_plan else None,
+        # an instance on several hosts: one host after the other, each healthy before the next
+        _serial=rolling(),
     )
     return done
 
 
+# The database changes of each instance on several hosts (domain -> its jobs host's operations),
+# for the restart of its application on the other hosts: known there only once they ran.
+_DATABASE_CHANGES: dict[str, tuple] = {}
+
+
 def restart_after(cfg, done: Outcome) -> Outcome:
-    """Restart the application when post-deployment migrations or the seed changed the database."""
+    """
+    Restart the application when post-deployment migrations or the seed changed the database; on an
+    instance on several hosts, those of its db host, one application host after the other.
+    """
     app = layout.service_names(layout.APP)
+    name = f"Restart {', '.join(app[:-1])} and {app[-1]} after migrations or seeding"
+    if cfg.cluster is None:
+        restart_services(
+            name=name, services=app, after=done.database_changes, wait_timeout=cfg.healthy_timeout, _serial=rolling()
+        )
+        return done
+    if runs_jobs(cfg):
+        _DATABASE_CHANGES[cfg.domain] = done.database_changes
+    mine = tuple(service for service in app if service in layout.service_names(roles=cfg.roles))
+    domain = cfg.domain
+    # Every host calls it, so that it comes after the db host's database changes on all of them.
     restart_services(
-        name=f"Restart {', '.join(app[:-1])} and {app[-1]} after migrations or seeding",
-        services=app,
-        after=done.database_changes,
+        name=name,
+        services=mine,
+        after=(),
         wait_timeout=cfg.healthy_timeout,
+        decided_elsewhere=True,
+        _if=lambda: _changed(_DATABASE_CHANGES.get(domain, ())),
+        _serial=rolling(),
     )
     return done
 
 
 def reload_proxy(cfg, done: Outcome) -> Outcome:
     """Make nginx read its server blocks again when one was written or removed."""
+    if not desired.runs_proxy(cfg):
+        return done
     (proxy,) = layout.service_names(layout.PROXY)
     reload_nginx(name="Reload nginx after its configuration changed", after=done.proxy_config, proxy=proxy)
     return done
@@ -69,6 +104,8 @@ def reload_proxy(cfg, done: Outcome) -> Outcome:
 
 def ensure_certificate_served(cfg, done: Outcome) -> Outcome:
     """Fail the run, after a retry and a bounded wait, when 443 does not serve the domain's certificate."""
+    if not desired.runs_proxy(cfg):
+        return done
     (proxy,) = layout.service_names(layout.PROXY)
     ensure_certificate(
         name=f"Check that 443 serves the certificate of {cfg.domain}",

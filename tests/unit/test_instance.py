@@ -48,12 +48,33 @@ def test_two_instances_of_one_server_each():
     assert [inst.domain for inst in instance.instances(configs)] == ["social1.example.org", "social2.example.org"]
 
 
-def test_a_valid_cluster_passes_every_rule_but_the_one_this_version_lacks():
-    error = refusal(cluster())
-    # every rule before it passed: the only refusal left is the missing multi-server deploy, said as such
-    assert (error.host, error.key) == ("app1", "mastodon_roles")
-    assert "deploys an instance on one server only" in error.problem
-    assert "'db', 'app1', 'app2', 'edge'" in error.problem
+def test_a_valid_cluster_passes_and_each_host_knows_the_others():
+    configs = load_inventory_configs(cluster().items())
+    shared = {cfg.cluster for cfg in configs.values()}
+    assert len(shared) == 1
+    (topology,) = shared
+    assert topology.jobs_host == "db"
+    assert topology.address("db") == topology.address("redis") == "10.213.0.11"
+    assert topology.addresses("web") == topology.addresses("streaming") == ("10.213.0.21", "10.213.0.22")
+    # who may connect: the application to PostgreSQL and Redis, the proxy to web and streaming
+    assert topology.clients("db") == topology.clients("redis") == ("10.213.0.21", "10.213.0.22")
+    assert topology.clients("web") == topology.clients("streaming") == ("10.213.0.31",)
+
+
+def test_a_whole_server_has_no_cluster():
+    assert load_inventory_configs([("web1", BASE)])["web1"].cluster is None
+
+
+def test_a_host_that_serves_the_others_needs_the_firewall():
+    error = refusal(cluster(db={"mastodon_firewall": None}))
+    assert (error.host, error.key) == ("db", "mastodon_firewall")
+    assert "admits only the instance's own hosts" in error.problem
+
+
+def test_a_read_replica_is_refused_until_it_is_deployed():
+    error = refusal(cluster(edge={"mastodon_roles": ["proxy", "db_replica"]}))
+    assert (error.host, error.key) == ("edge", "mastodon_roles")
+    assert "does not deploy a read replica yet" in error.problem
 
 
 @pytest.mark.parametrize(
@@ -156,7 +177,7 @@ def test_object_storage_through_extra_env_counts_as_shared_media():
         for name in S3:
             data.pop(name)
         data["mastodon_extra_env"] = {"S3_ENABLED": "true", "S3_BUCKET": "media"}
-    assert refusal(hosts).problem.endswith("(README: Known limits)")
+    assert load_inventory_configs(hosts.items())["app1"].cluster is not None
 
 
 def test_a_role_several_hosts_may_run_asks_for_at_least_one():

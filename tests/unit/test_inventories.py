@@ -57,6 +57,7 @@ KNOWN_SETTINGS = {
     "mastodon_acme_ca_bundle",
     "mastodon_roles",
     "mastodon_private_address",
+    "mastodon_firewall",
     "mastodon_sidekiq_queues",
     "mastodon_sidekiq_concurrency",
     "mastodon_s3_bucket",
@@ -344,6 +345,8 @@ def test_sandbox_cluster_hosts_are_the_single_sandbox_on_their_own_ports(monkeyp
     # one object storage for the instance: the edge's S3 server (keys from the environment only)
     assert storage == [storage[0]] * 4 and storage[0]["mastodon_s3_endpoint"] == "http://s3.sandbox.test:9000"
     assert "mastodon_s3_secret_access_key" not in storage[0]
+    # the firewall is on for every host: those that serve the others admit only the instance's hosts
+    assert {d.pop("mastodon_firewall") for d in data.values()} == {True}
     queues = {name: d.pop("mastodon_sidekiq_queues", None) for name, d in data.items()}
     # app2 leaves the scheduler queue to app1 (exactly one Sidekiq of an instance may work it)
     assert {name for name, q in queues.items() if q} == {"app2"} and "scheduler" not in queues["app2"]
@@ -353,20 +356,19 @@ def test_sandbox_cluster_hosts_are_the_single_sandbox_on_their_own_ports(monkeyp
     assert single["mastodon_acme_directory"] == "https://acme.sandbox.test:14000/dir"
 
 
-def test_sandbox_cluster_is_one_instance_that_this_version_refuses_to_deploy(monkeypatch):
-    """Validated as the deploy validates an inventory: every instance rule passes, then the missing
-    multi-server deploy refuses it by name, before any change."""
+def test_sandbox_cluster_is_one_instance_the_deploy_accepts(monkeypatch):
+    """Validated as the deploy validates an inventory: without the S3 keys it is refused by name;
+    with them every instance rule passes, and each host knows the instance's other hosts."""
     from pyinfra_mastodon.settings import SettingsError, load_inventory_configs
 
+    with pytest.raises(SettingsError) as info:
+        load_inventory_configs(hosts_data(load_sandbox(SANDBOX_CLUSTER, monkeypatch)).items())
+    assert info.value.key == "mastodon_s3_access_key_id" and "is required" in info.value.problem, info.value
     keys = {"SANDBOX_S3_ACCESS_KEY_ID": "AKIASANDBOX", "SANDBOX_S3_SECRET_ACCESS_KEY": "k" * 40}
-    for env, setting, words in (
-        ({}, "mastodon_s3_access_key_id", "is required"),
-        (keys, "mastodon_roles", "deploys an instance on one server only"),
-    ):
-        hosts = hosts_data(load_sandbox(SANDBOX_CLUSTER, monkeypatch, **env))
-        with pytest.raises(SettingsError) as info:
-            load_inventory_configs(hosts.items())
-        assert info.value.key == setting and words in info.value.problem, info.value
+    configs = load_inventory_configs(hosts_data(load_sandbox(SANDBOX_CLUSTER, monkeypatch, **keys)).items())
+    assert {cfg.cluster.jobs_host for cfg in configs.values()} == {"db"}
+    assert configs["edge"].cluster.addresses("web") == ("10.213.0.21", "10.213.0.22")
+    assert all(cfg.firewall for cfg in configs.values())
 
 
 def test_sandbox_cluster_reads_the_script_variables(monkeypatch):

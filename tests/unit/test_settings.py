@@ -419,7 +419,7 @@ def test_config_fields_are_derived_from_the_settings():
     import dataclasses
 
     fields = {f.name: f for f in dataclasses.fields(settings.MastodonConfig)}
-    assert list(fields) == ["host", "domain", *(s.short for s in SETTINGS), "secret_overrides"]
+    assert list(fields) == ["host", "domain", *(s.short for s in SETTINGS), "secret_overrides", "cluster"]
     for setting in SETTINGS:
         assert fields[setting.short].repr is (not setting.secret and setting.shown), setting.name
 
