@@ -39,8 +39,6 @@ _SERVERS = (("db", 11), ("app1", 21), ("app2", 22), ("edge", 31))
 # plain http), whose keys are made at each start of the service: `scripts/sandbox ssh --cluster edge
 # 'sandbox-s3 credentials'` prints them; give them in SANDBOX_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY.
 _S3 = {
-    # the hosts that serve others (PostgreSQL, Redis, web, streaming) admit only the instance's own
-    "mastodon_firewall": True,
     "mastodon_s3_bucket": "mastodon-media",
     "mastodon_s3_endpoint": "http://s3.sandbox.test:9000",
     "mastodon_s3_protocol": "http",
@@ -71,6 +69,9 @@ def _host(name: str) -> tuple[str, dict]:
 _APP2 = _host("app2")
 _APP2[1]["mastodon_sidekiq_queues"] = ["default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"]
 
-db_servers = ([_host("db")], {"mastodon_roles": ["db", "redis"]})
-app_servers = ([_host("app1"), _APP2], {"mastodon_roles": ["web", "streaming", "sidekiq"]})
+# The hosts that serve the others (PostgreSQL, Redis, web, streaming) admit only the instance's own
+# (mastodon_firewall). The edge serves nothing to them; its firewall stays off here because the
+# sandbox's S3 server (port 9000) runs on it too, which a real edge would not carry.
+db_servers = ([_host("db")], {"mastodon_roles": ["db", "redis"], "mastodon_firewall": True})
+app_servers = ([_host("app1"), _APP2], {"mastodon_roles": ["web", "streaming", "sidekiq"], "mastodon_firewall": True})
 edge_servers = ([_host("edge")], {"mastodon_roles": ["proxy"]})

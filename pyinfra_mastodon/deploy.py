@@ -46,7 +46,15 @@ def run_stages(cfg: MastodonConfig, stages: tuple[Stage, ...], done: Outcome | N
     """Run ``stages`` for this host, each given what the ones before it did."""
     done = done if done is not None else Outcome()
     for stage in stages:
-        done = stage(cfg, done)
+        # pyinfra tells operations apart by the line numbers of their call stack, not by file: an
+        # operation at line 31 of one stage's module and one at line 31 of another's would be one to
+        # it, which on hosts that run different stages' operations orders them in a cycle. The
+        # stage's place in STAGES (the same in every run) keeps them apart.
+        host.loop_position.append(STAGES.index(stage))
+        try:
+            done = stage(cfg, done)
+        finally:
+            host.loop_position.pop()
     return done
 
 

@@ -1,0 +1,399 @@
+"""One instance across the four servers of the sandbox cluster (``inventories/sandbox_cluster.py``):
+``db`` (PostgreSQL, Redis, the database's jobs), ``app1`` and ``app2`` (web, streaming, sidekiq) and
+``edge`` (the nginx-certbot proxy; the sandbox's S3 server and ACME server run there too).
+
+Converge, idempotence, verify, in the shape of the single-server suite: a fresh deploy of the previous
+version, a second run that changes nothing on any host, then what the instance must show (each host's
+services, the instance's secrets, PostgreSQL and Redis closed to outsiders, shared media), a web host
+stopped under a request loop, and an upgrade under a request loop. The request loop runs on the edge,
+through its nginx, by the instance's name (sandbox addresses only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+from contract import BASE_DIR, DEFAULT_VERSION, DOMAIN, PREVIOUS_VERSION
+from toolkit import Result, SecretBag, run_pyinfra, snapshot, tail, trust_file
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
+
+BUCKET = "mastodon-media"
+# What each server runs (docker compose ps): its roles' services, nothing else.
+SERVICES = {
+    "db": ["db", "redis"],
+    "app1": ["sidekiq", "streaming", "web"],
+    "app2": ["sidekiq", "streaming", "web"],
+    "edge": ["nginx"],
+}
+INSTANCE_SECRET_KEYS = (
+    "SECRET_KEY_BASE",
+    "OTP_SECRET",
+    "VAPID_PRIVATE_KEY",
+    "VAPID_PUBLIC_KEY",
+    "ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY",
+    "ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT",
+    "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
+    "DB_PASS",
+    "REDIS_PASSWORD",
+)
+# nginx leaves an upstream that failed once out for fail_timeout (templates/nginx-site.conf.j2)
+FAILOVER_WINDOW = 10
+LOOP = "/root/sbt-request-loop"
+
+
+@pytest.fixture(scope="module")
+def s3_keys(cluster):
+    """The edge's S3 server keys, given to the inventory as it documents (SANDBOX_S3_*), and its bucket."""
+    edge = cluster.boxes["edge"]
+    keys = dict(line.split("=", 1) for line in edge.out("sandbox-s3 credentials").splitlines() if "=" in line)
+    edge.out(f"sandbox-s3 mb {BUCKET}")
+    saved = {name: os.environ.get(name) for name in ("SANDBOX_S3_ACCESS_KEY_ID", "SANDBOX_S3_SECRET_ACCESS_KEY")}
+    os.environ["SANDBOX_S3_ACCESS_KEY_ID"] = keys["AWS_ACCESS_KEY_ID"]
+    os.environ["SANDBOX_S3_SECRET_ACCESS_KEY"] = keys["AWS_SECRET_ACCESS_KEY"]
+    yield keys
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def deploy(cluster, label: str, *args: str, bag: SecretBag | None = None, **kw) -> Result:
+    """The deploy over the whole cluster (its inventory), the db host's secrets as the scanner's."""
+    db = cluster.boxes["db"]
+    return run_pyinfra(db, "--json", *args, inventory=cluster.INVENTORY, label=label, bag=bag, **kw)
+
+
+@pytest.fixture(scope="module")
+def bag(cluster, s3_keys) -> SecretBag:
+    found = SecretBag()
+    found.add("AWS_SECRET_ACCESS_KEY", s3_keys["AWS_SECRET_ACCESS_KEY"])
+    return found
+
+
+@pytest.fixture(scope="module")
+def fresh(cluster, s3_keys, bag) -> Result:
+    result = deploy(cluster, "cluster fresh", bag=bag, data={"mastodon_version": f"v{PREVIOUS_VERSION}"})
+    assert result.ok, f"the fresh deploy of the cluster failed: {result.describe()}"
+    bag.read_host(cluster.boxes["db"])
+    return result
+
+
+@pytest.fixture(scope="module")
+def again(cluster, fresh, bag):
+    before = {name: snapshot(box) for name, box in cluster.boxes.items()}
+    result = deploy(cluster, "cluster again", bag=bag, data={"mastodon_version": f"v{PREVIOUS_VERSION}"})
+    after = {name: snapshot(box) for name, box in cluster.boxes.items()}
+    return result, before, after
+
+
+def instance_from(box, trust: str) -> dict:
+    """/api/v1/instance through the edge's nginx, from ``box``, verified by the edge's CA."""
+    out = box.out(
+        f"curl -sS --max-time 20 --cacert {trust} --resolve {DOMAIN}:443:{box_edge_address(box)} "
+        f"https://{DOMAIN}/api/v1/instance"
+    )
+    return json.loads(out)
+
+
+def box_edge_address(box) -> str:
+    return box.out(f"getent ahostsv4 {DOMAIN}").split()[0]
+
+
+def edge_trust(cluster) -> str:
+    """The edge's trust file, copied to every server at the same path."""
+    path = trust_file(cluster.boxes["edge"])
+    pem = cluster.boxes["edge"].out(f"cat {path}")
+    for name, box in cluster.boxes.items():
+        if name != "edge":
+            box.out(f"cat > {path}", input=pem)
+    return path
+
+
+# ------------------------------------------------------------------------------------ converge
+
+
+def test_fresh_deploy_ends_healthy(cluster, fresh):
+    trust = edge_trust(cluster)
+    for name in ("app2", "db"):
+        doc = instance_from(cluster.boxes[name], trust)
+        assert (doc["uri"], doc["version"]) == (DOMAIN, PREVIOUS_VERSION), name
+    assert not fresh.leaks(), fresh.leaks()
+
+
+def test_each_host_runs_exactly_its_roles_services(cluster, fresh):
+    for name, box in cluster.boxes.items():
+        out = box.out(f"cd {BASE_DIR} && docker compose ps --format '{{{{.Service}}}} {{{{.State}}}}'")
+        assert sorted(out.split("\n")[:-1] if out.endswith("\n") else out.splitlines()) == [
+            f"{service} running" for service in SERVICES[name]
+        ], name
+
+
+# ------------------------------------------------------------------------------------ idempotence
+
+
+def test_second_run_changes_nothing_on_any_host(cluster, again):
+    result, before, after = again
+    assert result.ok, result.describe()
+    assert result.changed_ops() == [], result.describe()
+    for name in cluster.boxes:
+        assert before[name].diff(after[name]) == [], name
+    assert not result.leaks(), result.leaks()
+
+
+# ------------------------------------------------------------------------------------ verify
+
+
+def secret_digests(box) -> dict[str, str]:
+    """KEY -> sha256 of its value in .env.production (digests only leave the host); {} without the file."""
+    keys = "|".join(INSTANCE_SECRET_KEYS)
+    out = box.out(
+        f"f={BASE_DIR}/.env.production; [ -f $f ] || exit 0; grep -E '^({keys})=' $f | "
+        'while IFS=\'=\' read -r k v; do printf \'%s %s\\n\' "$k" "$(printf %s "$v" | sha256sum | cut -c1-64)"; done'
+    )
+    return dict(line.split() for line in out.splitlines())
+
+
+def test_the_instance_secrets_are_the_same_wherever_needed_and_only_there(cluster, fresh):
+    digests = {name: secret_digests(box) for name, box in cluster.boxes.items()}
+    assert sorted(digests["db"]) == sorted(INSTANCE_SECRET_KEYS)
+    assert digests["app1"] == digests["app2"] == digests["db"]
+    assert digests["edge"] == {}, "the proxy got the instance's secrets"
+    db = cluster.boxes["db"]
+    # PostgreSQL's and Redis's passwords in their own files are the instance's (by digest)
+    for path, key, instance_key in (
+        (".env.db", "POSTGRES_PASSWORD", "DB_PASS"),
+        (".env.redis", "REDIS_PASSWORD", None),
+    ):
+        got = db.out(f"sed -n 's/^{key}=//p' {BASE_DIR}/{path} | tr -d '\\n' | sha256sum | cut -c1-64").strip()
+        assert got == digests["db"][instance_key or key], path
+    modes = {
+        name: box.out(f"cd {BASE_DIR} && stat -c '%n %a %U' .env.* 2>/dev/null; true").split("\n")
+        for name, box in cluster.boxes.items()
+    }
+    assert [line for line in modes["db"] if line] == [
+        ".env.db 600 mastodon",
+        ".env.production 600 mastodon",
+        ".env.redis 600 mastodon",
+    ]
+    for name in ("app1", "app2"):
+        assert [line for line in modes[name] if line] == [".env.production 600 mastodon"], name
+    assert [line for line in modes["edge"] if line] == []
+
+
+def test_no_password_on_any_command_line(cluster, fresh):
+    db = cluster.boxes["db"]
+    # the values are read by a script on the host and compared there: only a count comes back
+    count = db.out(
+        "python3 - <<'EOF'\n"
+        "import glob\n"
+        "values = []\n"
+        f"for path, key in (('{BASE_DIR}/.env.redis', 'REDIS_PASSWORD='), ('{BASE_DIR}/.env.db', 'POSTGRES_PASSWORD=')):\n"
+        "    values += [l.split('=', 1)[1].strip() for l in open(path) if l.startswith(key)]\n"
+        "assert len(values) == 2 and all(len(v) >= 32 for v in values)\n"
+        "hits = 0\n"
+        "for f in glob.glob('/proc/[0-9]*/cmdline'):\n"
+        "    try:\n"
+        "        text = open(f, 'rb').read().decode(errors='replace')\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    hits += any(v in text for v in values)\n"
+        "print(hits)\n"
+        "EOF"
+    )
+    assert count.strip() == "0"
+
+
+def connect(box, address: str, port: int) -> str:
+    """From ``box``: 'open' when a TCP connection to address:port is accepted within 5 s, else 'closed'."""
+    return box.out(
+        f"python3 -c 'import socket; socket.create_connection((\"{address}\", {port}), 5)' 2>/dev/null "
+        "&& echo open || echo closed"
+    ).strip()
+
+
+def test_postgres_and_redis_admit_only_the_instances_hosts(cluster, fresh):
+    db = cluster.address("db")
+    for port in (5432, 6379):
+        assert connect(cluster.boxes["app1"], db, port) == "open", port
+        # the edge is a host of the instance, but nothing of it connects to the database
+        assert connect(cluster.boxes["edge"], db, port) == "closed", port
+    # the machine running the tests: on the cluster's network, outside the instance
+    for port in (5432, 6379):
+        probe = subprocess.run(
+            ["python3", "-c", f"import socket; socket.create_connection(('{db}', {port}), 5)"], capture_output=True
+        )
+        assert probe.returncode != 0, f"{db}:{port} accepted a connection from outside the instance"
+    # web and streaming: only the proxy
+    for port in (3000, 4000):
+        assert connect(cluster.boxes["edge"], cluster.address("app1"), port) == "open", port
+        assert connect(cluster.boxes["db"], cluster.address("app1"), port) == "closed", port
+
+
+def test_postgres_and_redis_refuse_a_client_without_the_password(cluster, fresh):
+    app1, db = cluster.boxes["app1"], cluster.address("db")
+    no_password = app1.ssh(
+        f"docker run --rm --network host postgres:14-alpine psql -w -h {db} -U postgres -c 'select 1'"
+    )
+    assert no_password.returncode != 0 and "no password supplied" in no_password.stderr
+    wrong = app1.ssh(
+        f"docker run --rm --network host -e PGPASSWORD=wrong-{secrets.token_hex(4)} postgres:14-alpine "
+        f"psql -w -h {db} -U postgres -c 'select 1'"
+    )
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+    noauth = app1.out(f"docker run --rm --network host redis:7-alpine redis-cli -h {db} ping")
+    assert "NOAUTH" in noauth
+    # with the instance's passwords (from app1's own .env.production, inside the container)
+    ok = app1.out(
+        f"docker run --rm --network host --env-file {BASE_DIR}/.env.production postgres:14-alpine "
+        "sh -c 'PGPASSWORD=$DB_PASS psql -w -h $DB_HOST -U $DB_USER -d $DB_NAME -tAc \"select 1\"' && "
+        f"docker run --rm --network host --env-file {BASE_DIR}/.env.production redis:7-alpine "
+        "sh -c 'REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h $REDIS_HOST ping'"
+    )
+    assert ok.split() == ["1", "PONG"]
+
+
+def test_media_uploaded_through_app1_are_in_the_bucket_and_served_to_the_others(cluster, fresh):
+    app1, app2, edge = (cluster.boxes[n] for n in ("app1", "app2", "edge"))
+    before = set(edge.out(f"sandbox-s3 ls {BUCKET}").split())
+    token = f"pyinfra-mastodon-cluster-{secrets.token_hex(8)}"
+    # straight to app1's web (as the proxy sends it), so that app1 is the one that stores it
+    out = app1.out(
+        f"printf %s {token} > /tmp/sbt-up.txt; curl -sS --max-time 30 -w '\\n%{{http_code}}' "
+        f"-H 'Host: {DOMAIN}' -H 'X-Forwarded-Proto: https' -F 'file=@/tmp/sbt-up.txt;type=text/plain;filename=n.txt' "
+        f"http://{cluster.address('app1')}:3000/api/v2/media; rm -f /tmp/sbt-up.txt"
+    )
+    body, _, status = out.rstrip("\n").rpartition("\n")
+    assert status == "200", out
+    media = json.loads(body)
+    new = set(edge.out(f"sandbox-s3 ls {BUCKET}").split()) - before
+    assert len(new) == 1, new
+    (key,) = new
+    assert edge.out(f"sandbox-s3 get {BUCKET} {shlex.quote(key)}") == token
+    # app1 kept nothing on its own disk
+    assert app1.out(f"find {BASE_DIR}/public/system -type f | wc -l").strip() == "0"
+    # the attachment's URL answers every other host of the instance with the same bytes
+    for box in (app2, edge, cluster.boxes["db"]):
+        assert box.out(f"curl -sS --max-time 20 {shlex.quote(media['url'])}") == token
+    # and an upload through the proxy (to whichever web host) lands in the same bucket
+    out = app2.out(
+        f"printf %s {token}-2 > /tmp/sbt-up.txt; curl -sS --max-time 30 -o /dev/null -w '%{{http_code}}' "
+        f"--cacert {trust_file(edge)} --resolve {DOMAIN}:443:{cluster.address('edge')} "
+        f"-F 'file=@/tmp/sbt-up.txt;type=text/plain;filename=n.txt' https://{DOMAIN}/api/v2/media; rm -f /tmp/sbt-up.txt"
+    )
+    assert out == "200"
+    assert len(set(edge.out(f"sandbox-s3 ls {BUCKET}").split()) - before) == 2
+
+
+# ------------------------------------------------------------------------------ request loops
+
+
+def start_loop(edge, seconds: int) -> None:
+    """On the edge: GET /api/v1/instance through nginx every 0.1 s for at most ``seconds`` (or until
+    stopped); one line per request: its start (epoch, ms) and its HTTP status (000: no answer)."""
+    trust = trust_file(edge)
+    script = (
+        f"end=$(( $(date +%s) + {seconds} )); rm -f {LOOP}.stop; "
+        f"while [ $(date +%s) -lt $end ] && [ ! -e {LOOP}.stop ]; do "
+        f"t=$(date +%s%3N); c=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 --cacert {trust} "
+        f'--resolve {DOMAIN}:443:127.0.0.1 https://{DOMAIN}/api/v1/instance); echo "$t $c"; sleep 0.1; done'
+    )
+    edge.out(f"rm -f {LOOP}.log; nohup sh -c {shlex.quote(script)} > {LOOP}.log 2>&1 < /dev/null &")
+
+
+def stop_loop(edge) -> list[tuple[float, str]]:
+    edge.out(f"touch {LOOP}.stop; sleep 1")
+    lines = edge.out(f"cat {LOOP}.log").split("\n")
+    return [(int(t) / 1000, code) for t, code in (line.split() for line in lines if line.strip())]
+
+
+def failures(requests: list[tuple[float, str]], since: float = 0.0) -> list[tuple[float, str]]:
+    return [(t, code) for t, code in requests if t >= since and code != "200"]
+
+
+def test_stopping_a_web_host_fails_no_request_after_the_failover_window(cluster, again):
+    app1, edge = cluster.boxes["app1"], cluster.boxes["edge"]
+    start_loop(edge, 120)
+    try:
+        time.sleep(3)
+        stopped_at = time.time()
+        app1.out(f"cd {BASE_DIR} && docker compose stop web")
+        time.sleep(FAILOVER_WINDOW + 8)
+    finally:
+        requests = stop_loop(edge)
+        app1.out(f"cd {BASE_DIR} && docker compose start web && docker compose up --wait web", timeout=300)
+    after_stop = [r for r in requests if r[0] >= stopped_at]
+    assert len(after_stop) > 20, f"the loop made only {len(after_stop)} requests"
+    late = failures(requests, stopped_at + FAILOVER_WINDOW)
+    assert not late, f"requests failed after the failover window: {late}"
+    # nginx retries a refused connection on the other web host: nothing failed at all
+    assert not failures(requests), f"requests failed while app1's web stopped: {failures(requests)}"
+
+
+@pytest.fixture(scope="module")
+def upgrade(cluster, again, bag):
+    db, edge = cluster.boxes["db"], cluster.boxes["edge"]
+    seen = db.out(
+        "docker exec mastodon-db-1 psql -U postgres -tAc 'select coalesce(max(id), 0) from standin_events'"
+    ).strip()
+    start_loop(edge, 600)
+    try:
+        result = deploy(cluster, "cluster upgrade", bag=bag)  # the default mastodon_version
+    finally:
+        requests = stop_loop(edge)
+    events = db.out(
+        "docker exec mastodon-db-1 psql -U postgres -tA -F ' ' -c "
+        f"\"select event, version, coalesce(detail, '') from standin_events where id > {int(seen)} order by id\""
+    ).splitlines()
+    return result, requests, events
+
+
+def test_an_upgrade_drops_no_request(cluster, upgrade):
+    result, requests, _events = upgrade
+    assert result.ok, result.describe()
+    assert len(requests) > 50, f"the loop made only {len(requests)} requests"
+    assert not failures(requests), f"requests failed during the upgrade: {failures(requests)}"
+    trust = edge_trust(cluster)
+    assert instance_from(cluster.boxes["app2"], trust)["version"] == DEFAULT_VERSION
+    assert not result.leaks(), result.leaks()
+
+
+def test_an_upgrade_runs_each_migration_once_before_and_after_the_app_hosts(cluster, upgrade):
+    result, _requests, events = upgrade
+    assert result.ok, result.describe()
+    migrations = [line.split(" ", 2)[2] for line in events if line.startswith("migration ")]
+    assert migrations, f"no migration ran in the upgrade: {tail(chr(10).join(events))}"
+    twice = [name for name, n in Counter(migrations).items() if n > 1]
+    assert not twice, f"migrations run more than once: {twice}"
+    kinds = [line.split()[-1] for line in events if line.startswith("migration ") or line.startswith("web-start ")]
+    # the pre-deployment ones before any new web started, the post-deployment ones after
+    first_web = next(i for i, line in enumerate(events) if line.startswith("web-start "))
+    assert all(line.split()[-1] == "pre" for line in events[:first_web] if line.startswith("migration "))
+    assert all(line.split()[-1] == "post" for line in events[first_web:] if line.startswith("migration ")), kinds
+
+
+def test_an_upgrade_restarts_the_app_hosts_one_after_the_other(cluster, upgrade):
+    """One app host's web starts only once the other's is healthy again (its first health check comes
+    after 10 s): started in parallel, they would start within a second of each other. Which goes
+    first is pyinfra's (_serial takes the hosts in the order they were prepared)."""
+    result, _requests, _events = upgrade
+    assert result.ok, result.describe()
+    started = {}
+    for name in ("app1", "app2"):
+        out = cluster.boxes[name].out(
+            "docker inspect -f '{{.State.StartedAt}} {{.Config.Image}}' mastodon-web-1 | "
+            "python3 -c 'import sys, datetime; t, i = sys.stdin.read().split(); "
+            'print(datetime.datetime.fromisoformat(t[:26].rstrip("Z") + "+00:00").timestamp(), i)\''
+        )
+        when, image = out.split()
+        assert image.endswith(f":v{DEFAULT_VERSION}"), (name, image)
+        started[name] = float(when)
+    assert abs(started["app2"] - started["app1"]) >= 5, started
