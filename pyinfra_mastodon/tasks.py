@@ -21,10 +21,10 @@ from . import commands, layout, preflight
 from .deploy import run_stages, select, validated_config
 from .errors import DeployRefused
 from .facts import CertificateState, ComposeServices, FreeSpace, PostgresReady, TimerRuns
-from .operations import adopt_upstream_data, change_postgres_major, restore_backup
+from .operations import adopt_upstream_data, change_postgres_major, nothing_to_do, restore_backup
 from .render import render
 from .settings import DEFAULTS
-from .stages import database, services, system
+from .stages import database, rolling, services, system
 
 
 def _locked_config():
@@ -32,6 +32,29 @@ def _locked_config():
     cfg = validated_config()
     preflight.take_lock(cfg)
     return cfg
+
+
+def _elsewhere(cfg, task: str) -> bool:
+    """
+    True (and an operation that says so) on a host of an instance on several hosts other than its db
+    host: the tasks that work on the database (its dump, the owner account, tootctl) run only where
+    the database's one-off jobs run, once per instance.
+    """
+    if cfg.cluster is None or cfg.host == cfg.cluster.jobs_host:
+        return False
+    nothing_to_do(
+        name=f"{task}: runs on {cfg.cluster.jobs_host}, the db host",
+        reason=f"{task} runs on '{cfg.cluster.jobs_host}', the db host of {cfg.domain}, where its jobs run",
+    )
+    return True
+
+
+def _whole_server_only(cfg, task: str) -> None:
+    if cfg.cluster is not None:
+        raise DeployRefused(
+            f"host '{cfg.host}': {task} of an instance on several hosts ({cfg.domain}) is not done by this "
+            "version yet (README: Known limits)"
+        )
 
 
 @deploy("Start Mastodon", data_defaults=DEFAULTS)
@@ -53,9 +76,14 @@ def stop() -> None:
 
 @deploy("Restart Mastodon", data_defaults=DEFAULTS)
 def restart() -> None:
-    """Restart every service."""
+    """Restart every service; on an instance on several hosts, one host after the other."""
     _locked_config()
-    server.shell(name="Restart all services", commands=[commands.compose("restart")])
+    server.shell(
+        name="Restart all services",
+        # each host healthy again before the next one restarts
+        commands=[commands.compose("restart"), *([commands.compose("up --detach --wait")] if rolling() else [])],
+        _serial=rolling(),
+    )
 
 
 @deploy("Migrate Mastodon", data_defaults=DEFAULTS)
@@ -74,7 +102,9 @@ def create_admin() -> None:
     Create the owner account (``mastodon_admin_username``/``mastodon_admin_email``) if it is missing;
     its password goes to the root-only file /root/mastodon-admin-password, never to the terminal.
     """
-    run_stages(_locked_config(), select(database.owner))
+    cfg = _locked_config()
+    if not _elsewhere(cfg, "create_admin"):
+        run_stages(cfg, select(database.owner))
 
 
 @deploy("Adopt an instance laid out by upstream's compose file", data_defaults=DEFAULTS)
@@ -91,9 +121,13 @@ def adopt_upstream() -> None:
     adopt_upstream_data(name="Move upstream's data into this deploy's layout and owner")
 
 
-@deploy("Mastodon database status")
+@deploy("Mastodon database status", data_defaults=DEFAULTS)
 def db_status() -> None:
     """Say whether PostgreSQL accepts connections (``pg_isready`` over TCP in the db service)."""
+    cfg = validated_config()
+    if "db" not in cfg.roles:
+        host.log(f"PostgreSQL runs on '{cfg.cluster.jobs_host}'" if cfg.cluster else "PostgreSQL is not on this host")
+        return
     ready = host.get_fact(PostgresReady, project_dir=layout.BASE_DIR)
     host.log(f"PostgreSQL {'accepts connections' if ready else 'is NOT ready'}")
 
@@ -106,17 +140,19 @@ def status() -> None:
     """
     cfg = validated_config()
     found = host.get_fact(ComposeServices, project=layout.COMPOSE_PROJECT) or {}
-    for service in layout.service_names():
+    # a host of an instance on several hosts: the services of its roles, and the proxy's certificate there
+    for service in layout.service_names(roles=cfg.roles):
         info = found.get(service)
         if info is None:
             host.log(f"{service:<10} missing")
             continue
         health = f" ({info['health']})" if info.get("health") else ""
         host.log(f"{service:<10} {info['state']}{health}  {info['image']}  since {info['started_at']}")
-    cert = host.get_fact(CertificateState, domain=cfg.domain)
-    served = "served on 443" if cert["served"] else "NOT served on 443"
-    expiry = f"expires {cert['expires']}" if cert["cert"] else "none in /etc/letsencrypt/live"
-    host.log(f"{'certificate':<10} {cfg.domain}: {expiry}, {served}")
+    if "proxy" in cfg.roles:
+        cert = host.get_fact(CertificateState, domain=cfg.domain)
+        served = "served on 443" if cert["served"] else "NOT served on 443"
+        expiry = f"expires {cert['expires']}" if cert["cert"] else "none in /etc/letsencrypt/live"
+        host.log(f"{'certificate':<10} {cfg.domain}: {expiry}, {served}")
     for path, mib in host.get_fact(FreeSpace, paths=(layout.BASE_DIR,)).items():
         host.log(f"{'disk':<10} {mib} MiB free for {path.removeprefix('docker:')}")
     runs = host.get_fact(TimerRuns, units=[t.unit for t in layout.TIMERS])
@@ -151,6 +187,8 @@ def tootctl() -> None:
     host is touched: only letters, digits and ``@._:/=,+-``, each passed as one argument, never to a shell.
     """
     cfg = _locked_config()
+    if _elsewhere(cfg, "tootctl"):
+        return
     if not cfg.tootctl:
         raise DeployRefused(
             f"host '{host.name}': setting 'mastodon_tootctl' is empty: say which command, "
@@ -170,6 +208,8 @@ def backup() -> None:
     media's plus ``mastodon_min_free_mb``.
     """
     cfg = _locked_config()
+    if _elsewhere(cfg, "backup"):
+        return
     python.call(
         name=f"Back up the database, the env files and the media into {layout.BACKUP_DIR}",
         function=_run_shown,
@@ -186,6 +226,7 @@ def restore() -> None:
     ``--dry`` says what it would replace. On a new server: deploy, copy the backup's folder there, restore.
     """
     cfg = _locked_config()
+    _whole_server_only(cfg, "restore")
     restore_backup(
         name=f"Restore the backup {cfg.restore_from}",
         backup=cfg.restore_from,
@@ -204,6 +245,7 @@ def postgres_upgrade() -> None:
     Afterwards set ``mastodon_postgres_image`` to that image. ``--dry`` says what it would do.
     """
     cfg = _locked_config()
+    _whole_server_only(cfg, "postgres_upgrade")
     target = replace(cfg, postgres_image=cfg.postgres_upgrade_image)
     change_postgres_major(
         name=f"Upgrade PostgreSQL to {cfg.postgres_upgrade_image}",
@@ -220,6 +262,7 @@ def postgres_rollback() -> None:
     first), in the folder ``postgres_upgrade`` left: the database as it was before the upgrade.
     """
     cfg = _locked_config()
+    _whole_server_only(cfg, "postgres_rollback")
     change_postgres_major(
         name=f"Roll PostgreSQL back to {cfg.images['db']}",
         image=cfg.images["db"],

@@ -165,7 +165,20 @@ INVENTORY_CASES = [
     ),
     ("bucket-without-keys", {"sandbox": {"mastodon_s3_bucket": "media"}}, "sandbox", "mastodon_s3_access_key_id"),
     ("two-app-hosts-without-object-storage", CLUSTER_WITHOUT_S3, "app1", "mastodon_s3_bucket"),
-    ("a-cluster-this-version-does-not-deploy", CLUSTER, "app1", "mastodon_roles"),
+    (
+        "a-host-serving-others-without-firewall",
+        {**CLUSTER, "db": {**CLUSTER["db"], "mastodon_firewall": None}},
+        "db",
+        "mastodon_firewall",
+    ),
+    (
+        "a-read-replica-this-version-does-not-deploy",
+        {**CLUSTER, "edge": {**CLUSTER["edge"], "mastodon_roles": ["proxy", "db_replica"]}},
+        "edge",
+        "mastodon_roles",
+    ),
+    # every instance rule passes; then its four hosts are one machine (this sandbox)
+    ("a-valid-cluster-on-one-machine", CLUSTER, "app1", "ssh_hostname"),
 ]
 
 ERROR_LINE = re.compile(r"^.*pyinfra error.*$", re.M)

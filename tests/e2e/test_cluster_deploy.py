@@ -82,7 +82,8 @@ def bag(cluster, s3_keys) -> SecretBag:
 @pytest.fixture(scope="module")
 def fresh(cluster, s3_keys, bag) -> Result:
     result = deploy(cluster, "cluster fresh", bag=bag, data={"mastodon_version": f"v{PREVIOUS_VERSION}"})
-    assert result.ok, f"the fresh deploy of the cluster failed: {result.describe()}"
+    errors = [line for line in result.stderr.splitlines() if "rror" in line]
+    assert result.ok, f"the fresh deploy of the cluster failed: {errors}\n{result.describe()}"
     bag.read_host(cluster.boxes["db"])
     return result
 
@@ -291,6 +292,43 @@ def test_media_uploaded_through_app1_are_in_the_bucket_and_served_to_the_others(
     )
     assert out == "200"
     assert len(set(edge.out(f"sandbox-s3 ls {BUCKET}").split()) - before) == 2
+
+
+def task(cluster, name: str, bag: SecretBag, *args: str) -> Result:
+    db = cluster.boxes["db"]
+    return run_pyinfra(
+        db, "--json", *args, inventory=cluster.INVENTORY, target=[f"pyinfra_mastodon.tasks.{name}"], label=name, bag=bag
+    )
+
+
+def test_status_shows_each_hosts_own_services(cluster, again, bag):
+    result = task(cluster, "status", bag)
+    assert result.ok, result.describe()
+    for name, services in SERVICES.items():
+        lines = [line for line in result.stderr.splitlines() if line.lstrip().startswith(f"[{name}]")]
+        listed = {line.split()[1] for line in lines if "running" in line or "missing" in line}
+        assert listed == set(services), (name, lines)
+    edge = [line for line in result.stderr.splitlines() if "certificate" in line]
+    assert len(edge) == 1 and "[edge]" in edge[0] and "served on 443" in edge[0], edge
+    assert not result.leaks(), result.leaks()
+
+
+def test_backup_and_create_admin_run_on_the_db_host_only(cluster, again, bag):
+    db = cluster.boxes["db"]
+    before = db.out("ls /var/backups/mastodon 2>/dev/null | wc -l").strip()
+    result = task(cluster, "backup", bag)
+    assert result.ok, result.describe()
+    assert int(db.out("ls /var/backups/mastodon | wc -l")) == int(before) + 1
+    for name in ("app1", "app2", "edge"):
+        assert cluster.boxes[name].ssh("test -e /var/backups/mastodon").returncode == 1, name
+    # the other hosts say where it runs
+    assert "Back up Mastodon | backup: runs on db, the db host" in result.started_ops(), tail(result.stderr)
+    # the backup holds the instance's authoritative secrets
+    latest = db.out("ls -1 /var/backups/mastodon | tail -n 1").strip()
+    assert db.out(f"grep -c '^DB_PASS=.' /var/backups/mastodon/{latest}/env.production").strip() == "1"
+    again_admin = task(cluster, "create_admin", bag)
+    assert again_admin.ok and again_admin.changed_ops() == [], again_admin.describe()
+    assert not result.leaks() and not again_admin.leaks()
 
 
 # ------------------------------------------------------------------------------ request loops
