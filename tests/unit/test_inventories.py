@@ -528,3 +528,28 @@ def test_vagrant_docker_provider_runs_the_machine_as_the_sandbox_server_runs():
     assert sorted(p for p in vagrant_pairs if p[0] != "--label") == sorted(sandbox_pairs)
     assert ("--label", "pyinfra-mastodon-sandbox=1") in vagrant_pairs
     assert "--privileged" not in words and "privileged =" not in text  # --privileged fails on our machines
+
+
+def test_the_readmes_cluster_example_is_one_valid_instance(tmp_path, monkeypatch):
+    """README, "One instance on several servers": its inventory passes every rule, as the deploy checks it."""
+    import runpy
+
+    from pyinfra_mastodon.settings import load_inventory_configs
+
+    text = (REPO / "README.md").read_text()
+    start = text.index("# inventories/prod_cluster.py")
+    path = tmp_path / "prod_cluster.py"
+    path.write_text(text[start : text.index("```", start)])
+    monkeypatch.setenv("SOCIAL3_S3_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("SOCIAL3_S3_SECRET", "k" * 40)
+    groups = runpy.run_path(str(path))
+    hosts = [
+        (name, {**group_data, **data})
+        for group in ("db_servers", "app_servers", "edge_servers")
+        for name, data in groups[group][0]
+        for group_data in [groups[group][1]]
+    ]
+    configs = load_inventory_configs(hosts)
+    (cluster,) = {cfg.cluster for cfg in configs.values()}
+    assert cluster.jobs_host == "db.social3.example.org"
+    assert cluster.addresses("web") == ("10.0.0.21", "10.0.0.22")
