@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+from gevent.lock import RLock
 from pyinfra import inventory
 from pyinfra.api.command import StringCommand
 
@@ -34,6 +35,11 @@ _PASSWORD_BYTES = 32
 _LINE = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
 # Module state of the inventory's module, as deploy._VALIDATED: one read per instance and run.
 _CACHE = "_pyinfra_mastodon_instance_secrets"
+# pyinfra prepares the hosts in parallel greenlets, and reading the db host waits on the network:
+# without this lock a second host would read too, find nothing yet on a first deploy, and generate
+# other secrets than the first (each host of the instance with its own: the app hosts then could not
+# log in to PostgreSQL and Redis).
+_READING = RLock()
 
 
 def instance_keys() -> tuple[str, ...]:
@@ -113,6 +119,11 @@ def for_instance(cfg) -> dict[str, str]:
     """
     if not cfg.cluster:
         return {}
+    with _READING:
+        return _for_instance(cfg)
+
+
+def _for_instance(cfg) -> dict[str, str]:
     module = inventory._get_module()
     cache: dict[str, dict[str, str]] = getattr(module, _CACHE, None) or {}
     setattr(module, _CACHE, cache)

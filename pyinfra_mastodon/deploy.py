@@ -102,7 +102,8 @@ def mastodon() -> None:
     cfg = validated_config()
     if cfg.ssh_nodelay:
         connection.set_nodelay(host)
-    if preflight.converged(cfg):
+    shared = cluster_secrets.for_instance(cfg)  # {} on a whole server
+    if preflight.converged(cfg, shared):
         nothing_to_do(
             name="Check the host: files, services, database and certificate",
             reason="the host is as this deploy leaves it: nothing to do",
@@ -111,5 +112,4 @@ def mastodon() -> None:
     # 0. before the checks that need Docker: they accept a host that gets it from this run
     installing_docker = docker.install_when_missing(cfg)
     existing = preflight.check(cfg, installing_docker=installing_docker)
-    shared = cluster_secrets.for_instance(cfg)
     run_stages(cfg, STAGES, Outcome(existing=existing, instance_secrets=shared))

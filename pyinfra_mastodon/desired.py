@@ -288,31 +288,37 @@ def acme_server(cfg) -> str | None:
     return layout.LETS_ENCRYPT_STAGING if cfg.certbot_staging else layout.LETS_ENCRYPT
 
 
-def converged_check(cfg, ports: list[int] | tuple[int, ...] = ()) -> tuple[tuple[str, ...], str]:
+def converged_check(
+    cfg, ports: list[int] | tuple[int, ...] = (), instance_secrets: dict | None = None
+) -> tuple[tuple[str, ...], str]:
     """
     The arguments of ``facts.Converged`` for this host, and the env files' planned content for its
     stdin (it holds the overrides' values: send it withheld, never print it).
 
     + ports: the SSH ports the firewall keeps open (``ssh_ports``), when it is on
+    + instance_secrets: the secrets of an instance on several hosts (``cluster_secrets``)
     """
     sql = (
         f"SELECT ({SEEDED_SQL}) AND {owner_exists_sql(cfg.admin_username)}, "
         f"{owner_never_signed_in_sql(cfg.admin_username)}"
     )
-    envs = env_files(cfg)
+    envs = env_files(cfg, instance_secrets)
+    jobs = cfg.cluster is None or cfg.host == cfg.cluster.jobs_host
+    # "-": a host of an instance on several hosts without the proxy, the database's jobs, or with them but no web
     fixed = (
         layout.MANAGED_HEADER,
         layout.BASE_DIR,
         layout.NGINX_CONF_DIR,
-        layout.nginx_conf(cfg.domain),
+        layout.nginx_conf(cfg.domain) if runs_proxy(cfg) else "-",
         layout.COMPOSE_MEMO,
         layout.MIGRATIONS_CACHE_DIR,
-        sql,
+        sql if jobs else "-",
         layout.ADMIN_PASSWORD_FILE,
         cfg.domain,
         acme_server(cfg) or "none",
         " ".join((str(cfg.min_free_mb), *FREE_SPACE_PATHS)),
         str(len(envs)),
+        cfg.web_image if jobs and "web" not in cfg.roles else "-",
     )
     items = [
         f"group {layout.MASTODON_GROUP} {layout.MASTODON_GID}",

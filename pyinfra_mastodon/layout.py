@@ -256,6 +256,11 @@ JOBS_PROFILE = "jobs"
 # PostgreSQL and Redis are among them.
 CLUSTER_SECRET_KEYS: tuple[str, ...] = ("DB_PASS", "REDIS_PASSWORD")
 ENV_REDIS_FILE = f"{BASE_DIR}/.env.redis"
+# The proxy of an instance on several hosts leaves a web or streaming host that failed once out for
+# this long (nginx's fail_timeout). A rolling restart waits as long after each host is healthy
+# again, so that the proxy has taken it back before the next host goes down: with both out at once,
+# nginx would answer 502 ("no live upstreams").
+PROXY_FAIL_TIMEOUT = 5
 # Where PostgreSQL and Redis, web and streaming listen for the instance's other hosts.
 SERVICE_PORTS: dict[str, int] = {"db": 5432, "redis": 6379, "web": 3000, "streaming": 4000}
 

@@ -202,6 +202,7 @@ def compose_up(
     wait_timeout: int | None = 300,
     memo: ComposePlanMemo | None = None,
     reuse_plan: Sequence[OperationMeta] | None = None,
+    settle: int = 0,
 ):
     """
     Start, or recreate, the compose services whose container is missing, stopped or out of date.
@@ -212,6 +213,8 @@ def compose_up(
     + reuse_plan: the operations since that earlier ``compose_up``: when none of these changed
       anything, the memo's plan still holds and is used again (a converged run saves one
       ``docker compose --dry-run``, about half a second)
+    + settle: seconds to wait after they are healthy, when something was started (a rolling restart:
+      the proxy takes the host back before the next one goes down, ``layout.PROXY_FAIL_TIMEOUT``)
 
     Out of date is what ``docker compose up`` itself would recreate (its ``--dry-run`` says so):
     the service's configuration, its ``env_file`` contents or its image changed. Services that are
@@ -228,6 +231,8 @@ def compose_up(
         host.noop(f"{', '.join(wanted)}: running and up to date")
         return
     yield commands.up(stale if plan else list(services), wait_timeout)
+    if settle:
+        yield f"sleep {int(settle)}"
     if not services:
         # Every service is now as the files say: remember it, so the next run needs no dry run.
         yield f"{commands.up_dry_run_remembered()} >/dev/null"
@@ -355,6 +360,7 @@ def restart_services(
     after: Sequence[OperationMeta],
     wait_timeout: int = 300,
     decided_elsewhere: bool = False,
+    settle: int = 0,
 ):
     """
     Restart services when, and only when, an earlier operation changed something they load at boot,
@@ -365,6 +371,7 @@ def restart_services(
     + wait_timeout: seconds to wait for them to be healthy after the restart
     + decided_elsewhere: the operations are another host's, known only once they ran: the caller
       gives ``_if`` (evaluated then), and the restart is planned here
+    + settle: seconds to wait once they are healthy again (see ``compose_up``)
     """
     if not services or (not _changed(after) and not decided_elsewhere):
         host.noop(f"no restart needed for {', '.join(services) or 'any service'}")
@@ -372,6 +379,8 @@ def restart_services(
     yield commands.restart(services)
     # `restart` does not wait; an `up` of unchanged services recreates nothing and waits for health.
     yield commands.wait_healthy(services, wait_timeout)
+    if settle:
+        yield f"sleep {int(settle)}"
 
 
 @operation()

@@ -241,18 +241,14 @@ def firewall_ports(cfg) -> list[int]:
     return desired.ssh_ports(host.data.get("ssh_port"), host.get_fact(SshdPorts))
 
 
-def converged(cfg) -> bool:
+def converged(cfg, instance_secrets: dict | None = None) -> bool:
     """
     Whether the host is exactly as this deploy would leave it (``facts.Converged``: one command),
     so that the run has nothing to do. Anything else, or anything it cannot tell, means a full run.
     Takes the host's lock first, so that another run's changes are not half seen.
     """
     take_lock(cfg)
-    if cfg.cluster is not None:
-        # The one-command check knows a whole server; a host of an instance on several hosts runs every
-        # stage, each of which changes nothing on a converged host.
-        return False
-    args, payload = desired.converged_check(cfg, firewall_ports(cfg))
+    args, payload = desired.converged_check(cfg, firewall_ports(cfg), instance_secrets)
     found = host.get_fact(Converged, args=args, _stdin=Withheld(payload))
     if not found["converged"]:
         what = f" {found['what']}" if found["what"] else ""

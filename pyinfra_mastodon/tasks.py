@@ -81,7 +81,10 @@ def restart() -> None:
     server.shell(
         name="Restart all services",
         # each host healthy again before the next one restarts
-        commands=[commands.compose("restart"), *([commands.compose("up --detach --wait")] if rolling() else [])],
+        commands=[
+            commands.compose("restart"),
+            *([commands.compose("up --detach --wait"), f"sleep {layout.PROXY_FAIL_TIMEOUT}"] if rolling() else []),
+        ],
         _serial=rolling(),
     )
 

@@ -6,16 +6,18 @@
 # $7: SQL printing "t|t" when the database is seeded and the owner account exists, then whether the
 # owner has never signed in  $8: the owner's password file  $9: the domain  $10: the ACME directory
 # its certificate comes from ("none": the local CA)  $11: the MiB that must be free, then the paths
-# whose filesystems must have them  $12: how many env files follow on stdin. Then one argument per
-# item, its fields split by spaces:
+# whose filesystems must have them  $12: how many env files follow on stdin  $13: "-", or the web
+# image whose migrations count on a host that runs the database's jobs without web (a db host of an
+# instance on several hosts). A host without the database's jobs has "-" for $7, one without the
+# proxy "-" for $4: those checks are left out. Then one argument per item, its fields split by spaces:
 #   folder PATH USER GROUP MODE       file PATH SHA256 USER GROUP MODE     absent PATH
 #   envfile PATH USER GROUP MODE      user NAME UID GID HOME SHELL         group NAME GID
 #   timer UNIT                        data PATH (a folder only the mastodon uid may own files in)
 # stdin: each env file's planned content after a line "@@ENVFILE@@ PATH", every secret as a
 # "@@KEEP@@KEY" line (the host must have a value for it). It is read whole first, in every case.
 header=$1 project=$2 conf_dir=$3 conf=$4 memo=$5 cache=$6 sql=$7 password_file=$8 domain=$9
-acme=${10} free_spec=${11} env_count=${12}
-shift 12
+acme=${10} free_spec=${11} env_count=${12} jobs_image=${13}
+shift 13
 differs() {
     echo "differs $*"
     exit 0
@@ -56,8 +58,14 @@ umask 077
 # background; its answers (no secret) wait in a folder of our own.
 work=$(mktemp -d) || differs tmp none
 trap 'rm -rf "$work"' EXIT
-pending_migrations "$cache" "$sql" >"$work/database" 2>/dev/null &
-certificate_state "$domain" >"$work/certificate" 2>/dev/null &
+if [ "$sql" = - ]; then
+    :
+elif [ "$jobs_image" = - ]; then
+    pending_migrations "$cache" "$sql" >"$work/database" 2>/dev/null &
+else
+    pending_migrations "$cache" "$sql" "$jobs_image" >"$work/database" 2>/dev/null &
+fi
+[ "$conf" = - ] || certificate_state "$domain" >"$work/certificate" 2>/dev/null &
 # shellcheck disable=SC2086 # the paths, one word each
 free_space ${free_spec#* } >"$work/free" 2>/dev/null &
 [ "$(printf '%s\n' "$envs" | grep -c '^same ')" = "$env_count" ] ||
@@ -109,16 +117,20 @@ fi
 if [ ! -s "$memo" ] || [ "$(cat "$memo")" != "$(compose_key "$project")" ]; then differs compose plan; fi
 wait
 # The database: no pending migration (without Rails), seeded, the owner there and not lost.
-grep -qx none "$work/database" || differs database migrations
-case $(sed -n 's/^answer //p' "$work/database") in
-"t|f") ;;
-"t|t") [ -e "$password_file" ] || differs database owner ;;
-*) differs database seed-or-owner ;;
-esac
+if [ "$sql" != - ]; then
+    grep -qx none "$work/database" || differs database migrations
+    case $(sed -n 's/^answer //p' "$work/database") in
+    "t|f") ;;
+    "t|t") [ -e "$password_file" ] || differs database owner ;;
+    *) differs database seed-or-owner ;;
+    esac
+fi
 # The certificate: 443 serves the domain's own, from the CA the settings name.
-grep -qx 'cert yes' "$work/certificate" || differs certificate "$domain"
-grep -qx 'served yes' "$work/certificate" || differs certificate "$domain"
-grep -qxF "server $acme" "$work/certificate" || differs certificate "$domain"
+if [ "$conf" != - ]; then
+    grep -qx 'cert yes' "$work/certificate" || differs certificate "$domain"
+    grep -qx 'served yes' "$work/certificate" || differs certificate "$domain"
+    grep -qxF "server $acme" "$work/certificate" || differs certificate "$domain"
+fi
 # Free space, as the checks before a deploy want it.
 short=$(awk -v min="${free_spec%% *}" '$3 == "" || $3 < min { print $2; exit }' "$work/free")
 [ -z "$short" ] || differs free-space "$short"

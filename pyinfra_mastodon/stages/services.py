@@ -54,9 +54,16 @@ def start_all(cfg, done: Outcome) -> Outcome:
         memo=done.compose_plan,
         reuse_plan=(*done.data_services, *done.migrations_before) if done.compose_plan else None,
         # an instance on several hosts: one host after the other, each healthy before the next
+        settle=_settle(cfg),
         _serial=rolling(),
     )
     return done
+
+
+def _settle(cfg) -> int:
+    """How long a host of an instance on several hosts that serves the proxy waits after a restart."""
+    serves_proxy = {"web", "streaming"} & set(cfg.roles)
+    return layout.PROXY_FAIL_TIMEOUT if cfg.cluster is not None and serves_proxy else 0
 
 
 # The database changes of each instance on several hosts (domain -> its jobs host's operations),
@@ -87,6 +94,7 @@ def restart_after(cfg, done: Outcome) -> Outcome:
         after=(),
         wait_timeout=cfg.healthy_timeout,
         decided_elsewhere=True,
+        settle=_settle(cfg),
         _if=lambda: _changed(_DATABASE_CHANGES.get(domain, ())),
         _serial=rolling(),
     )

@@ -23,6 +23,8 @@ import pytest
 from contract import BASE_DIR, DEFAULT_VERSION, DOMAIN, PREVIOUS_VERSION
 from toolkit import Result, SecretBag, run_pyinfra, snapshot, tail, trust_file
 
+from pyinfra_mastodon import layout
+
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 BUCKET = "mastodon-media"
@@ -44,8 +46,9 @@ INSTANCE_SECRET_KEYS = (
     "DB_PASS",
     "REDIS_PASSWORD",
 )
-# nginx leaves an upstream that failed once out for fail_timeout (templates/nginx-site.conf.j2)
-FAILOVER_WINDOW = 10
+# nginx leaves an upstream that failed once out for fail_timeout (templates/nginx-site.conf.j2):
+# the failover window, after which no request may reach the stopped host any more
+FAILOVER_WINDOW = layout.PROXY_FAIL_TIMEOUT
 LOOP = "/root/sbt-request-loop"
 
 
@@ -145,6 +148,10 @@ def test_second_run_changes_nothing_on_any_host(cluster, again):
     result, before, after = again
     assert result.ok, result.describe()
     assert result.changed_ops() == [], result.describe()
+    # every host took the converged path: one check, no stage
+    assert result.started_ops() == ["Mastodon | Check the host: files, services, database and certificate"], (
+        result.describe()
+    )
     for name in cluster.boxes:
         assert before[name].diff(after[name]) == [], name
     assert not result.leaks(), result.leaks()

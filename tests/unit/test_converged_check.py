@@ -38,7 +38,7 @@ def _cfg(**data):
 def test_every_declared_path_is_checked():
     cfg = _cfg(mastodon_media_remove_timer=True, mastodon_certbot_local_ca=True)
     args, _ = desired.converged_check(cfg)
-    items = args[12:]
+    items = args[13:]
     paths = {item.split()[1] for item in items if item.split()[0] in ("folder", "file", "envfile", "absent")}
     declared = {f.path for f in desired.folders(cfg)} | {f.path for f in desired.files(cfg)}
     declared |= {e.path for e in desired.env_files(cfg)} | set(desired.absent_timer_files(cfg))
@@ -65,7 +65,7 @@ def test_no_secret_in_the_arguments_and_the_payload_is_withheld():
 def test_an_item_never_holds_a_space_inside_a_field():
     args, _ = desired.converged_check(_cfg(mastodon_media_remove_timer=True))
     fields = {"folder": 5, "file": 6, "envfile": 5, "absent": 2, "user": 6, "group": 3, "timer": 2, "data": 2}
-    for item in args[12:]:
+    for item in args[13:]:
         kind = item.split()[0]
         assert len(item.split()) == fields[kind], item
 
@@ -105,6 +105,7 @@ def _run(root: Path, env: dict, items: list[str], payload: str = "", env_count: 
         "none",
         f"1 {root}",
         str(env_count),
+        "-",
     )
     fact = Converged()
     result = subprocess.run(
@@ -268,3 +269,39 @@ def test_the_memo_holds_while_nothing_changes_and_not_after(host):
     _memo_run(root, env, RUNNING)
     (root / ".env.production").write_text("A=1\n")  # an env file Compose reads changed
     assert _run(root, env, [], memo=str(memo))["concern"] == "compose"
+
+
+def test_a_cluster_host_leaves_out_what_it_does_not_run():
+    """On an instance on several hosts: the database is checked on the db host only (against the web
+    image its jobs use, since no web runs there), the certificate on the proxy only; the env files are
+    compared with the instance's secrets, which travel in the withheld payload only."""
+    from contract import CLUSTER_ROLES
+
+    from pyinfra_mastodon.settings import load_inventory_configs
+
+    s3 = {
+        "mastodon_s3_bucket": "media",
+        "mastodon_s3_access_key_id": "AKIA1",
+        "mastodon_s3_secret_access_key": "k" * 40,
+    }
+    base = {"mastodon_server_id": "1", "mastodon_zone": "example.org", "mastodon_admin_email": "admin@example.org"}
+    hosts = [
+        (name, {**base, **s3, "ssh_hostname": f"{name}.example.org", **data}) for name, data in CLUSTER_ROLES.items()
+    ]
+    configs = load_inventory_configs(hosts)
+    shared = {"DB_PASS": "d" * 64, "REDIS_PASSWORD": "r" * 64, "SECRET_KEY_BASE": "a" * 128}
+    fixed = {}
+    for name, cfg in configs.items():
+        args, payload = desired.converged_check(cfg, (), shared)
+        fixed[name] = (args[3] != "-", args[6] != "-", args[12])
+        assert not any(value in arg for arg in args for value in shared.values()), name
+        if name != "edge":
+            assert f"DB_PASS={'d' * 64}" in payload or f"POSTGRES_PASSWORD={'d' * 64}" in payload, name
+    web = configs["db"].web_image
+    # (checks the certificate, checks the database, the image of the jobs)
+    assert fixed == {
+        "db": (False, True, web),
+        "app1": (False, False, "-"),
+        "app2": (False, False, "-"),
+        "edge": (True, False, "-"),
+    }
