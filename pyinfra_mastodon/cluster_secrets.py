@@ -85,6 +85,12 @@ def complete(found: dict[str, str]) -> dict[str, str]:
 
 def _read(host_name: str) -> list[str]:
     target = inventory.get_host(host_name)
+    if not getattr(target, "connected", False):
+        # --limit left it out, or it could not be reached: without it, its hosts' secrets are unknown
+        raise DeployRefused(
+            f"host '{host_name}': the db host of the instance, which keeps its secrets, is not connected in "
+            "this run (left out by --limit, or unreachable): deploy an instance on several hosts with its db host"
+        )
     ok, output = target.run_shell_command(
         StringCommand(read_command()),
         print_output=False,

@@ -67,3 +67,11 @@ def test_a_db_host_that_lost_its_copy_while_others_have_theirs_is_refused(module
 
 def test_a_whole_server_has_no_instance_secrets():
     assert cluster_secrets.for_instance(types.SimpleNamespace(cluster=None)) == {}
+
+
+def test_a_db_host_left_out_of_the_run_is_refused_by_name(monkeypatch):
+    absent = types.SimpleNamespace(connected=False, data={})
+    monkeypatch.setattr(cluster_secrets, "inventory", types.SimpleNamespace(get_host=lambda name: absent))
+    with pytest.raises(DeployRefused) as info:
+        cluster_secrets._read("db")
+    assert "host 'db'" in str(info.value) and "--limit" in str(info.value)
