@@ -9,8 +9,9 @@ While pyinfra prepares, the first host of the instance reads them from there, on
 control machine's memory (never a file, never printed: the command's output is not shown even with
 ``-vvv``, and nothing of it goes into an operation's name or arguments' labels); what is missing is
 generated there. Every host of the instance then writes the values its roles use, as overrides of
-its env files (``desired.env_files``), the db host first: a host added later, or rebuilt, gets the
-values the db host has.
+its env files (``desired.env_files``), all in one operation: a host added later, or rebuilt, gets
+the values the db host has. (On a first deploy where only the db host's write fails, the next run
+finds the app hosts' copies and refuses: copy one of them to the db host, they are the same.)
 
 Refused: a db host without its copy while another host of the instance has one (a rebuilt db host):
 the values would be generated anew and the instance's encrypted data, sessions and push keys lost.
@@ -21,7 +22,8 @@ from __future__ import annotations
 import re
 
 from gevent.lock import RLock
-from pyinfra import inventory
+from pyinfra import inventory, state
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.command import StringCommand
 
 from . import layout, settings
@@ -50,7 +52,9 @@ def instance_keys() -> tuple[str, ...]:
 def read_command(path: str = layout.ENV_PRODUCTION_FILE) -> str:
     """The lines of ``path`` that hold one of the instance's secrets; nothing when it is missing."""
     keys = "|".join(instance_keys())
-    return f"if [ -f {path} ]; then grep -E '^({keys})=' {path} || true; fi"
+    # A file that is there but cannot be read fails (exit 3), never reads as "no secrets": that would
+    # generate new ones over the instance's.
+    return f"[ -f {path} ] || exit 0; [ -r {path} ] || exit 3; grep -E '^({keys})=' {path}; [ $? -le 1 ]"
 
 
 def parse(output: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -91,11 +95,11 @@ def _read(host_name: str) -> list[str]:
             f"host '{host_name}': the db host of the instance, which keeps its secrets, is not connected in "
             "this run (left out by --limit, or unreachable): deploy an instance on several hosts with its db host"
         )
+    # the connector arguments (_sudo, _su_user, --sudo...) as pyinfra resolves them for an operation there
+    arguments, _ = pop_global_arguments(state, target, {})
+    connector = {key: value for key, value in arguments.items() if key in CONNECTOR_ARGUMENT_KEYS}
     ok, output = target.run_shell_command(
-        StringCommand(read_command()),
-        print_output=False,
-        print_input=False,
-        _sudo=bool(target.data.get("_sudo")),
+        StringCommand(read_command()), print_output=False, print_input=False, **connector
     )
     if not ok:
         # no output in the message: it could hold a value
@@ -142,7 +146,7 @@ def _for_instance(cfg) -> dict[str, str]:
                     f"host '{cfg.cluster.jobs_host}': {layout.ENV_PRODUCTION_FILE}, the authoritative copy of the "
                     f"secrets of the instance {cfg.domain}, is missing or empty, while "
                     f"{', '.join(repr(name) for name in others)} hold theirs: restore it from a backup of "
-                    f"'{cfg.cluster.jobs_host}' (README: One instance on several servers) before deploying; the "
+                    f"'{cfg.cluster.jobs_host}' or copy one of theirs (the same values) before deploying; the "
                     "deploy will not make new ones (the instance's encrypted data would be lost)"
                 )
         cache[cfg.domain] = complete(found)

@@ -138,14 +138,16 @@ def _sidekiq_settings_need_sidekiq(inst: Instance) -> tuple[str, str, str] | Non
 
 def _media_shared(inst: Instance) -> tuple[str, str, str] | None:
     hosts = [name for name, cfg in inst.configs.items() if {"web", "sidekiq"} & set(cfg.roles)]
-    if len(hosts) > 1:
+    # on several hosts even one app host: its media would be on a disk that the backup and the media
+    # timer (both on the db host) never see
+    if hosts and inst.several_hosts:
         without = [name for name in hosts if not _object_storage(inst.configs[name])]
         if without:
             return (
                 without[0],
                 "mastodon_s3_bucket",
-                f"is required: {_names(hosts)} run web or sidekiq, and media written on one must be "
-                "served by the others (object storage)",
+                f"is required: {_names(hosts)} run web or sidekiq on an instance on several hosts, whose media "
+                "must be shared by its hosts and reach the db host's backup (object storage)",
             )
     return None
 

@@ -20,6 +20,7 @@ from .facts import (
     ComposeServices,
     Converged,
     DockerEngine,
+    EnvFileKeys,
     ExistingInstance,
     FreeSpace,
     HostLock,
@@ -284,6 +285,24 @@ def check_restic(cfg) -> None:
         )
 
 
+def check_cluster_database(cfg, existing: dict) -> None:
+    """
+    Refuse to open a database made for a whole server to the instance's other hosts: it was created
+    with trust authentication (``.env.db``), and PostgreSQL sets the password only when it makes a new
+    database, so it would accept connections without one on the private address.
+    """
+    if cfg.cluster is None or "db" not in cfg.roles or not existing.get("database"):
+        return
+    found = host.get_fact(EnvFileKeys, path=layout.ENV_DB_FILE)
+    if found and not found["keys"].get("POSTGRES_PASSWORD"):
+        raise DeployRefused(
+            f"host '{host.name}': setting 'mastodon_roles': the database on this host was made for a whole "
+            f"server, with trust authentication ({layout.ENV_DB_FILE}), and would take connections without a "
+            "password from the instance's other hosts: an existing instance cannot be spread over several "
+            "hosts in place yet (README: Known limits)"
+        )
+
+
 def check(cfg, installing_docker: bool = False) -> dict:
     """
     Every check, in order, once the lock is held (``converged`` takes it); returns what
@@ -295,6 +314,7 @@ def check(cfg, installing_docker: bool = False) -> dict:
     take_lock(cfg)
     check_free_space(cfg)
     existing = check_existing_instance(cfg)
+    check_cluster_database(cfg, existing)
     check_version_change(cfg)
     check_postgres_major(cfg)
     check_restic(cfg)

@@ -369,7 +369,10 @@ def _validate_private_address(value: str) -> None:
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(f"{_short(value)} is not an IPv4 or IPv6 address") from None
+        raise ValueError(f"{_short(value)} is not an IPv4 address") from None
+    if address.version != 4:
+        # the compose ports, the firewall's guard and nginx's upstreams are written for IPv4 only
+        raise ValueError(f"{value} is an IPv6 address: give the host's IPv4 address on the private network")
     if address.is_loopback or address.is_unspecified or address.is_multicast:
         raise ValueError(f"{value} cannot be reached from another host (loopback, unspecified or multicast)")
     # PostgreSQL and Redis will listen there: a private network only (RFC 1918, RFC 6598, ULA, link-local)
@@ -742,7 +745,7 @@ SETTINGS: tuple[Setting, ...] = (
         "mastodon_private_address",
         (str, _NONE),
         None,
-        "the address the other hosts of the instance reach this one on (a private network)",
+        "the IPv4 address the other hosts of the instance reach this one on (a private network)",
         validate=_validate_private_address,
         default_text="(none)",
         per_host=True,

@@ -75,3 +75,22 @@ def test_a_db_host_left_out_of_the_run_is_refused_by_name(monkeypatch):
     with pytest.raises(DeployRefused) as info:
         cluster_secrets._read("db")
     assert "host 'db'" in str(info.value) and "--limit" in str(info.value)
+
+
+def test_an_unreadable_copy_fails_the_read_instead_of_reading_as_none(tmp_path):
+    import subprocess
+
+    path = tmp_path / ".env.production"
+    path.write_text("SECRET_KEY_BASE=" + "a" * 128 + "\nLOCAL_DOMAIN=x\n")
+    run = lambda: subprocess.run(["sh", "-c", cluster_secrets.read_command(str(path))], capture_output=True, text=True)  # noqa: E731
+    found = run()
+    assert found.returncode == 0 and found.stdout == "SECRET_KEY_BASE=" + "a" * 128 + "\n"
+    path.write_text("LOCAL_DOMAIN=x\n")  # no secret in it: nothing, and no error
+    assert (run().returncode, run().stdout) == (0, "")
+    path.chmod(0)
+    import os
+
+    if os.geteuid() != 0:  # root reads it anyway
+        assert run().returncode == 3
+    path.unlink()
+    assert (run().returncode, run().stdout) == (0, "")

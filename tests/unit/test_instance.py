@@ -183,3 +183,14 @@ def test_object_storage_through_extra_env_counts_as_shared_media():
 def test_a_role_several_hosts_may_run_asks_for_at_least_one():
     error = refusal(cluster(edge={"mastodon_roles": ["web"], "mastodon_private_address": "10.213.0.31"}))
     assert "give it to at least one host" in error.problem
+
+
+def test_one_app_host_of_several_hosts_needs_object_storage_too():
+    """Its media would stay on its own disk, which the backup and the media timer (db host) never see."""
+    hosts = {name: data for name, data in cluster().items() if name != "app2"}
+    for data in hosts.values():
+        for name in S3:
+            data.pop(name)
+    error = refusal(hosts)
+    assert (error.host, error.key) == ("app1", "mastodon_s3_bucket")
+    assert "reach the db host's backup" in error.problem
