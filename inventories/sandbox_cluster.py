@@ -4,7 +4,7 @@ across four servers on one private network.
 Groups, with the roles their hosts run (``mastodon_roles``):
 
 - ``db_servers``: ``db`` (PostgreSQL and Redis);
-- ``app_servers``: ``app1`` and ``app2`` (web, streaming, sidekiq);
+- ``app_servers``: ``app1`` and ``app2`` (web, streaming, sidekiq; app2 also the read replica, ``db_replica``);
 - ``edge_servers``: ``edge`` (the proxy, nginx-certbot).
 
 Each host: root over SSH on 127.0.0.1, port ``SANDBOX_CLUSTER_PORT`` (2241) plus 0 to 3 in the order
@@ -68,6 +68,9 @@ def _host(name: str) -> tuple[str, dict]:
 # instance may work (its periodic jobs would otherwise run twice): app1's, with upstream's list.
 _APP2 = _host("app2")
 _APP2[1]["mastodon_sidekiq_queues"] = ["default,8", "push,6", "ingress,4", "mailers,2", "pull", "fasp"]
+# app2 also carries the read replica of db's PostgreSQL (a real instance would give it a host of its
+# own: the sandbox cluster keeps to four servers); its firewall admits the other hosts' application.
+_APP2[1]["mastodon_roles"] = ["web", "streaming", "sidekiq", "db_replica"]
 
 # The hosts that serve the others (PostgreSQL, Redis, web, streaming) admit only the instance's own
 # (mastodon_firewall). The edge serves nothing to them; its firewall stays off here because the

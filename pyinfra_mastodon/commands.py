@@ -156,11 +156,11 @@ def run_rails(task: str, skip_post_deployment: bool = False) -> str:
     return compose(f"run --rm -T {env}web {RAILS} {task}")
 
 
-def psql(sql: str, project_dir: str = layout.BASE_DIR) -> str:
-    """One SQL statement in the running db container; bare values out (``-tA``), errors are errors."""
+def psql(sql: str, project_dir: str = layout.BASE_DIR, service: str = "db") -> str:
+    """One SQL statement in the running db (or ``service``) container; bare values out (``-tA``), errors are errors."""
     # -X: ignore any psqlrc; ON_ERROR_STOP so a bad query is an error, not output.
     return (
-        f"{compose_command(project_dir)} exec -T db "
+        f"{compose_command(project_dir)} exec -T {service} "
         f"psql -X -v ON_ERROR_STOP=1 -U {layout.DB_USER} -d {layout.DB_NAME} -tAc {q(sql)}"
     )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import commands, layout
 from .envfile import converged_payload
 from .facts import SEEDED_SQL, owner_exists_sql, owner_never_signed_in_sql
-from .render import db_data_dir, render, render_with
+from .render import db_data_dir, has_replica, render, render_with, replica_data_dir
 from .render import host_services as render_host_services
 
 # The mastodon user's login shell: it never logs in.
@@ -113,12 +113,37 @@ def env_files(cfg, instance_secrets: dict | None = None) -> list[EnvFile]:
                 note=" (Redis's password kept, never shown)",
             )
         )
+    # the replica and PgBouncer log in to PostgreSQL with its password, under their images' names
+    db_pass = shared.get("DB_PASS")
+
+    def password_as(key: str) -> dict:
+        return {key: db_pass} if db_pass else {}
+
+    if "replica" in here:
+        out.append(
+            EnvFile(
+                layout.ENV_REPLICA_FILE,
+                render("env.replica.j2", cfg),
+                password_as("PGPASSWORD"),
+                note=" (the database's password kept, never shown)",
+            )
+        )
+    if "pgbouncer" in here:
+        out.append(
+            EnvFile(
+                layout.ENV_PGBOUNCER_FILE,
+                render("env.pgbouncer.j2", cfg),
+                password_as("DB_PASSWORD"),
+                note=" (the database's password kept, never shown)",
+            )
+        )
     if runs_application(cfg):
+        replica_pass = password_as(layout.REPLICA_SECRET_KEY) if has_replica(cfg) else {}
         out.append(
             EnvFile(
                 layout.ENV_PRODUCTION_FILE,
                 render("env.production.j2", cfg),
-                {**shared, **cfg.secret_overrides},
+                {**shared, **replica_pass, **cfg.secret_overrides},
                 note=" (secrets kept, never shown)",
             )
         )
@@ -150,6 +175,13 @@ def compose_file(cfg) -> File:
     return File(
         layout.COMPOSE_FILE, render("docker-compose.yml.j2", cfg), layout.MASTODON_USER, layout.MASTODON_GROUP, "644"
     )
+
+
+def pg_hba_file(cfg) -> File | None:
+    """The primary's client authentication, on the db host of an instance with a read replica (no secret)."""
+    if not (has_replica(cfg) and "db" in cfg.roles):
+        return None
+    return File(layout.PG_HBA_FILE, render("pg_hba.conf.j2", cfg), layout.MASTODON_USER, layout.MASTODON_GROUP, "644")
 
 
 def local_ca_folder(cfg) -> Folder | None:
@@ -265,16 +297,23 @@ def folders(cfg) -> list[Folder]:
 def files(cfg, ports: list[int] | tuple[int, ...] = ()) -> list[File]:
     """Every file written whole, in the order the stages write them (``ports``: the firewall's SSH ports)."""
     nginx = nginx_file(cfg)
-    return [*firewall_files(cfg, ports), compose_file(cfg), *([nginx] if nginx else []), *timer_files(cfg)]
+    hba = pg_hba_file(cfg)
+    return [
+        *firewall_files(cfg, ports),
+        *([hba] if hba else []),
+        compose_file(cfg),
+        *([nginx] if nginx else []),
+        *timer_files(cfg),
+    ]
 
 
 def data_folders(cfg) -> list[str]:
     """The data services' folders (the db major's, Redis's), in which only the mastodon uid may own files."""
-    db = layout.SERVICES_BY_NAME["db"]
+    named = {"db": db_data_dir(cfg), "replica": replica_data_dir(cfg)}
     here = render_host_services(cfg)
     return [
-        f"{layout.BASE_DIR}/{db_data_dir(cfg)}" if s is db else s.host_data_dir
-        for s in layout.SERVICES
+        f"{layout.BASE_DIR}/{named[s.name]}" if s.name in named else s.host_data_dir
+        for s in (*layout.SERVICES, *layout.CLUSTER_SERVICES)
         if s.tier == layout.DATA and s.host_data_dir and s.name in here
     ]
 

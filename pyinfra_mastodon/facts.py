@@ -595,6 +595,53 @@ class ImageIds(FactBase[dict]):
         return ids
 
 
+# What Replication asks: on the primary, each standby streaming from it (pg_stat_replication) and the
+# replica's slot; on the replica, whether it is a standby and how far its replay is behind.
+PRIMARY_REPLICATION_SQL = (
+    "SELECT 'standby', coalesce(host(client_addr), 'local'), state, "
+    "coalesce(round(extract(epoch FROM replay_lag)::numeric, 3), 0), "
+    "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0) FROM pg_stat_replication "
+    "UNION ALL SELECT 'slot', slot_name, CASE WHEN active THEN 'active' ELSE 'inactive' END, 0, "
+    "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0) FROM pg_replication_slots"
+)
+REPLICA_REPLICATION_SQL = (
+    "SELECT 'replica', CASE WHEN pg_is_in_recovery() THEN 'standby' ELSE 'primary' END, "
+    "coalesce((SELECT status FROM pg_stat_wal_receiver), 'not receiving'), "
+    "CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 ELSE "
+    "coalesce(round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 3), 0) END, "
+    "coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)"
+)
+
+
+class Replication(FactBase[list]):
+    """
+    Streaming replication as PostgreSQL sees it, one dict per row: on the primary (``service`` db) each
+    standby (``kind`` standby: its address, state, replay lag in seconds, bytes not replayed) and each
+    slot (bytes of WAL it holds); on the replica (``service`` replica) itself (standby or primary, the
+    WAL receiver's status, seconds and bytes its replay is behind). Empty when the service does not run.
+
+    + service: ``db`` or ``replica``
+    """
+
+    @staticmethod
+    def default() -> list:
+        return []
+
+    def command(self, service: str = "db", project_dir: str = BASE_DIR) -> str:
+        sql = REPLICA_REPLICATION_SQL if service == "replica" else PRIMARY_REPLICATION_SQL
+        query = commands.psql(sql, project_dir, service=service).replace("-tAc", "-tA -F '|' -c")
+        return f"{_HAVE_DOCKER} && {running_container_test(service)} && {query} 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> list:
+        rows = []
+        for line in output:
+            parts = line.strip().split("|")
+            if len(parts) == 5:
+                kind, name, state, lag, behind = parts
+                rows.append({"kind": kind, "name": name, "state": state, "lag": lag, "bytes": behind})
+        return rows
+
+
 class _YesNoFact(FactBase[bool]):
     abstract = True
 

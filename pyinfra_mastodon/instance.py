@@ -210,17 +210,6 @@ def _firewall_where_served(inst: Instance) -> tuple[str, str, str] | None:
     return None
 
 
-def _replica_not_yet(inst: Instance) -> tuple[str, str, str] | None:
-    replicas = inst.hosts_with("db_replica")
-    if replicas:
-        return (
-            replicas[0],
-            "mastodon_roles",
-            "db_replica is a valid role, but this version does not deploy a read replica yet (README: Known limits)",
-        )
-    return None
-
-
 # In order: the first rule that fails stops the run.
 RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
     _whole_servers_once,
@@ -238,7 +227,6 @@ RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
     _media_shared,
     _private_addresses,
     _firewall_where_served,
-    _replica_not_yet,
 )
 
 
@@ -291,19 +279,21 @@ class Cluster:
 
     def clients(self, role: str) -> tuple[str, ...]:
         """
-        The private addresses of the hosts that connect to ``role`` on another host: the application
+        The private addresses of the hosts that connect to the service ``role`` on another host: the application
         to PostgreSQL and Redis, the proxy to web and streaming; the host that serves it leaves its
         own traffic inside its compose network.
         """
         users = CLIENT_ROLES[role]
+        serving = layout.SERVICES_BY_NAME[role].role
         return tuple(
-            self.hosts[name] for name, roles in self.roles.items() if set(users) & set(roles) and role not in roles
+            self.hosts[name] for name, roles in self.roles.items() if set(users) & set(roles) and serving not in roles
         )
 
 
 # Who connects to what across hosts (the firewall admits only them).
 CLIENT_ROLES: dict[str, tuple[str, ...]] = {
     "db": ("web", "streaming", "sidekiq", "db_replica"),
+    "replica": ("web", "streaming", "sidekiq", "db"),  # db: the jobs host's tootctl reads from it too
     "redis": ("web", "streaming", "sidekiq", "db"),  # db: the jobs host
     "web": ("proxy",),
     "streaming": ("proxy",),

@@ -120,13 +120,29 @@ SERVICES: tuple[Service, ...] = (
     Service("streaming", "mastodon_streaming_image", role="streaming", tier=APP),
     Service("sidekiq", "mastodon_web_image", role="sidekiq", tier=APP, **MEDIA),
 )
-SERVICES_BY_NAME: dict[str, Service] = {service.name: service for service in SERVICES}
+# Only on hosts of an instance on several hosts, never on a whole server (render.host_services says
+# where): the streaming read replica of the db host's PostgreSQL, and PgBouncer in front of PostgreSQL
+# on the hosts that run the application without the database (upstream's scaling guide).
+CLUSTER_SERVICES: tuple[Service, ...] = (
+    Service(
+        "replica",
+        "mastodon_postgres_image",
+        role="db_replica",
+        tier=DATA,
+        data_dir="postgres14-replica",
+        mount="/var/lib/postgresql/data",
+    ),
+    Service("pgbouncer", "mastodon_pgbouncer_image", role="pgbouncer", tier=DATA),
+)
+SERVICES_BY_NAME: dict[str, Service] = {service.name: service for service in (*SERVICES, *CLUSTER_SERVICES)}
 
 # What a host of an instance runs (mastodon_roles). A single server runs SINGLE_SERVER_ROLES, the
 # default; hosts with one domain are one instance, whose roles are spread over them (instance.py).
 # db_replica: a streaming read replica of the db host's PostgreSQL (upstream's REPLICA_DB_*).
 ROLES: tuple[str, ...] = ("db", "db_replica", "redis", "web", "streaming", "sidekiq", "proxy")
 SINGLE_SERVER_ROLES: tuple[str, ...] = tuple(role for role in ROLES if role in {s.role for s in SERVICES})
+# A host of an instance on several hosts runs PgBouncer when it runs these without the database.
+POOLED_ROLES: tuple[str, ...] = ("web", "streaming", "sidekiq")
 # Roles whose service another host of the instance connects to: such a host needs a private address.
 SERVED_ROLES: tuple[str, ...] = ("db", "db_replica", "redis", "web", "streaming")
 
@@ -255,14 +271,30 @@ JOBS_PROFILE = "jobs"
 # host are the authoritative copy (the other hosts get the same values from it); the passwords of
 # PostgreSQL and Redis are among them.
 CLUSTER_SECRET_KEYS: tuple[str, ...] = ("DB_PASS", "REDIS_PASSWORD")
+# The application's read replica (upstream's config/database.yml, REPLICA_DB_*): its password is the
+# primary's (a physical copy has the primary's roles), written from DB_PASS.
+REPLICA_SECRET_KEY = "REPLICA_DB_PASS"
 ENV_REDIS_FILE = f"{BASE_DIR}/.env.redis"
+# The replica's settings (PGDATA, and the password it clones and streams with, as libpq's PGPASSWORD).
+ENV_REPLICA_FILE = f"{BASE_DIR}/.env.replica"
+# PgBouncer's (the image's variables: where PostgreSQL is, its user and password, the pool).
+ENV_PGBOUNCER_FILE = f"{BASE_DIR}/.env.pgbouncer"
+# The primary's client authentication when the instance has a read replica: the lines the image's
+# entrypoint writes, and replication connections with the password (`all` does not match them).
+PG_HBA_FILE = f"{BASE_DIR}/pg_hba.conf"
+PG_HBA_CONTAINER = "/etc/pyinfra-mastodon/pg_hba.conf"
+# The replica's physical replication slot on the primary: the primary keeps the WAL the replica
+# has not received yet, so a replica that was away catches up instead of needing a new copy.
+REPLICA_SLOT = "mastodon_replica"
 # The proxy of an instance on several hosts leaves a web or streaming host that failed once out for
 # this long (nginx's fail_timeout). A rolling restart waits as long after each host is healthy
 # again, so that the proxy has taken it back before the next host goes down: with both out at once,
 # nginx would answer 502 ("no live upstreams").
 PROXY_FAIL_TIMEOUT = 5
 # Where PostgreSQL and Redis, web and streaming listen for the instance's other hosts.
-SERVICE_PORTS: dict[str, int] = {"db": 5432, "redis": 6379, "web": 3000, "streaming": 4000}
+SERVICE_PORTS: dict[str, int] = {"db": 5432, "replica": 5432, "redis": 6379, "web": 3000, "streaming": 4000}
+# Where PgBouncer listens inside its compose network (the image's LISTEN_PORT default).
+PGBOUNCER_PORT = 5432
 
 
 # PostgreSQL's data folder is named by its major (a new major cannot read an old one's data, so an
@@ -276,6 +308,11 @@ def db_data_dir(major: int | None) -> str:
     return f"postgres{major or DEFAULT_POSTGRES_MAJOR}"
 
 
+def replica_data_dir(major: int | None) -> str:
+    """The replica service's data folder below ``BASE_DIR`` for a PostgreSQL major: ``postgres14-replica``."""
+    return f"{db_data_dir(major)}-replica"
+
+
 def data_dirs(db_dir: str | None = None, services: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """
     Every folder the mastodon user owns, parents first: ``BASE_DIR`` and each service's data dir
@@ -285,10 +322,14 @@ def data_dirs(db_dir: str | None = None, services: tuple[str, ...] | None = None
     + services: only these services' folders (the services a host runs); None: every service's
     """
     out: list[str] = [BASE_DIR]
-    for service in SERVICES:
+    for service in (*SERVICES, *(CLUSTER_SERVICES if services is not None else ())):
         if not service.data_dir or (services is not None and service.name not in services):
             continue
-        data_dir = db_dir if db_dir and service.name == "db" else service.data_dir
+        data_dir = service.data_dir
+        if db_dir and service.name == "db":
+            data_dir = db_dir
+        elif db_dir and service.name == "replica":
+            data_dir = f"{db_dir}-replica"
         parts = data_dir.split("/")
         for depth in range(1, len(parts) + 1):
             path = f"{BASE_DIR}/{'/'.join(parts[:depth])}"

@@ -259,6 +259,28 @@ def wait_for_postgres(timeout: int = 120):
     yield commands.script("wait-for-postgres", seconds, message)
 
 
+@operation()
+def clone_replica(pgdata: str | None, primary: str, port: int, timeout: int = 120):
+    """
+    Make the read replica a copy of the primary, streaming from it, when its data folder holds no
+    database yet (``sh/clone-replica.sh``: pg_basebackup with its replication slot). Every host of an
+    instance with a replica calls it after the db host's PostgreSQL is ready; only the replica copies.
+
+    + pgdata: the replica's data directory on this host, or None on the instance's other hosts
+    + primary: the private address of the db host
+    + port: where its PostgreSQL listens
+    + timeout: seconds to wait for the primary to answer
+    """
+    if pgdata is None:
+        host.noop("the read replica is on another host")
+        return
+    version = f"{pgdata}/PG_VERSION"
+    if version in host.get_fact(PathsPresent, paths=[version]):
+        host.noop("the read replica holds its copy of the primary")
+        return
+    yield commands.script("clone-replica", pgdata, primary, port, layout.REPLICA_SLOT, int(timeout))
+
+
 # A killed deploy does not stop a migration already running on the host: wait this long for it.
 ONEOFF_WAIT_SECONDS = 1800
 

@@ -52,6 +52,11 @@ def db_data_dir(cfg: Any) -> str:
     return layout.db_data_dir(versions.postgres_major(cfg.images["db"]))
 
 
+def replica_data_dir(cfg: Any) -> str:
+    """The read replica's data folder, named by the major of the db image it copies."""
+    return layout.replica_data_dir(versions.postgres_major(cfg.images["db"]))
+
+
 def s3_env(cfg: Any) -> list[tuple[str, str]]:
     """
     The ``.env.production`` lines of the object storage (``mastodon_s3_*``), in ``settings.S3_ENV_KEYS``
@@ -94,7 +99,30 @@ def host_services(cfg: Any) -> tuple[str, ...]:
     mine = set(layout.service_names(roles=cfg.roles))
     if jobs_only(cfg):
         mine.add("web")
-    return tuple(name for name in layout.service_names() if name in mine)
+    ordered = tuple(name for name in layout.service_names() if name in mine)
+    if not cfg.cluster:
+        return ordered
+    extra = ("replica",) if "db_replica" in cfg.roles else ()
+    return (*ordered, *extra, *(("pgbouncer",) if pooled(cfg) else ()))
+
+
+def pooled(cfg: Any) -> bool:
+    """
+    The host's application reaches PostgreSQL through PgBouncer (transaction mode): a host of an
+    instance on several hosts that runs web, streaming or sidekiq without the db (``mastodon_pgbouncer``).
+    The db host's application and its one-off jobs (migrations among them) connect directly.
+    """
+    return (
+        bool(cfg.cluster)
+        and cfg.pgbouncer
+        and "db" not in cfg.roles
+        and bool(set(layout.POOLED_ROLES) & set(cfg.roles))
+    )
+
+
+def has_replica(cfg: Any) -> bool:
+    """The host's instance has a read replica (a host with the ``db_replica`` role)."""
+    return bool(cfg.cluster) and bool(cfg.cluster.addresses("db_replica"))
 
 
 def jobs_only(cfg: Any) -> bool:
@@ -112,9 +140,25 @@ def peer(cfg: Any, service: str) -> str:
     return cfg.cluster.address(service)
 
 
+def replica_host(cfg: Any) -> str | None:
+    """Where the application reaches the read replica; None when the instance has none."""
+    if not has_replica(cfg):
+        return None
+    if "db_replica" in cfg.roles:
+        return layout.SERVICES_BY_NAME["replica"].name
+    return cfg.cluster.address("db_replica")
+
+
 def secret_keys(cfg: Any) -> list[str]:
-    """The secret lines of ``.env.production``: Mastodon's, on several hosts also PostgreSQL's and Redis's passwords."""
-    return [*settings.SECRET_ENV_KEYS, *(layout.CLUSTER_SECRET_KEYS if cfg.cluster else ())]
+    """
+    The secret lines of ``.env.production``: Mastodon's, on several hosts also PostgreSQL's and Redis's
+    passwords, and the read replica's (the same as PostgreSQL's) when the instance has one.
+    """
+    return [
+        *settings.SECRET_ENV_KEYS,
+        *(layout.CLUSTER_SECRET_KEYS if cfg.cluster else ()),
+        *((layout.REPLICA_SECRET_KEY,) if has_replica(cfg) else ()),
+    ]
 
 
 def guarded(cfg: Any) -> list[tuple[str, str, int, tuple[str, ...]]]:
@@ -132,13 +176,24 @@ def guarded(cfg: Any) -> list[tuple[str, str, int, tuple[str, ...]]]:
 
 
 def _context(cfg: Any) -> dict[str, Any]:
-    db = replace(layout.SERVICES_BY_NAME["db"], data_dir=db_data_dir(cfg))
+    major = versions.postgres_major(cfg.images["db"])
+    db = replace(layout.SERVICES_BY_NAME["db"], data_dir=layout.db_data_dir(major))
+    replica = replace(layout.SERVICES_BY_NAME["replica"], data_dir=layout.replica_data_dir(major))
     return {
         # what this host runs: every service on a whole server
         "here": host_services(cfg),
         "jobs_only": jobs_only(cfg),
         "cluster": cfg.cluster,
-        "db_host": peer(cfg, "db"),
+        # where the application's connections to PostgreSQL go: PgBouncer on this host, or PostgreSQL
+        "db_host": layout.SERVICES_BY_NAME["pgbouncer"].name if pooled(cfg) else peer(cfg, "db"),
+        "db_port": layout.PGBOUNCER_PORT if pooled(cfg) else layout.SERVICE_PORTS["db"],
+        "pooled": pooled(cfg),
+        # where PgBouncer and the replica reach the primary
+        "primary_host": peer(cfg, "db"),
+        "replica_address": cfg.cluster.address("db_replica") if has_replica(cfg) else None,
+        # where the application reaches the replica: on its own host inside the compose network (its
+        # firewall admits only the other hosts to the published port)
+        "replica_host": replica_host(cfg),
         "redis_host": peer(cfg, "redis"),
         # where web and streaming publish their ports: the proxy on the same host, or on the instance's others
         "publish": str(cfg.private_address) if cfg.cluster else "127.0.0.1",
@@ -147,7 +202,7 @@ def _context(cfg: Any) -> dict[str, Any]:
         "cfg": cfg,
         "layout": layout,
         # service name -> its record: templates say `services.db.data_dir`, never "postgres14"
-        "services": {**layout.SERVICES_BY_NAME, "db": db},
+        "services": {**layout.SERVICES_BY_NAME, "db": db, "replica": replica},
         "secret_keys": secret_keys(cfg),
         "s3_env": s3_env(cfg),
         "sidekiq_command": sidekiq_command(cfg),

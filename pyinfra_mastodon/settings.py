@@ -633,6 +633,14 @@ SETTINGS: tuple[Setting, ...] = (
         resolve=_resolve_image,
     ),
     Setting(
+        "mastodon_pgbouncer_image",
+        str,
+        "edoburu/pgbouncer:v1.25.2-p0",
+        "image of PgBouncer, on the hosts of an instance on several hosts that run the application without the db",
+        validate=_validate_image,
+        resolve=_resolve_image,
+    ),
+    Setting(
         "mastodon_nginx_image",
         str,
         "jonasal/nginx-certbot:latest",
@@ -767,6 +775,30 @@ SETTINGS: tuple[Setting, ...] = (
         # PostgreSQL's max_connections is 100 in the db image, shared with web and streaming
         validate=_int_range(1, 50),
         default_text="(upstream's)",
+        per_host=True,
+    ),
+    Setting(
+        "mastodon_pgbouncer",
+        bool,
+        True,
+        "PgBouncer (transaction mode) before PostgreSQL for an app host of an instance on several hosts",
+        per_host=True,
+    ),
+    Setting(
+        "mastodon_pgbouncer_pool_size",
+        int,
+        20,
+        "PostgreSQL connections PgBouncer keeps open for this host's application (`DEFAULT_POOL_SIZE`)",
+        # PostgreSQL's max_connections is 100 in the db image, shared by every host's pool
+        validate=_int_range(1, 90),
+        per_host=True,
+    ),
+    Setting(
+        "mastodon_pgbouncer_max_client_conn",
+        int,
+        200,
+        "connections PgBouncer accepts from this host's web, streaming and sidekiq (`MAX_CLIENT_CONN`)",
+        validate=_int_range(10, 10000),
         per_host=True,
     ),
     # object storage
@@ -1157,7 +1189,10 @@ ASSERTIONS: tuple[Assertion, ...] = (
 
 def _images(self) -> dict[str, str]:
     """Compose service -> image reference (``layout.SERVICES`` says which setting holds each)."""
-    return {service.name: getattr(self, SETTINGS_BY_NAME[service.image_setting].short) for service in layout.SERVICES}
+    return {
+        name: getattr(self, SETTINGS_BY_NAME[service.image_setting].short)
+        for name, service in layout.SERVICES_BY_NAME.items()
+    }
 
 
 def _python_type(setting: Setting) -> Any:

@@ -20,9 +20,9 @@ from pyinfra.operations import python, server
 from . import commands, layout, preflight
 from .deploy import run_stages, select, validated_config
 from .errors import DeployRefused
-from .facts import CertificateState, ComposeServices, FreeSpace, PostgresReady, TimerRuns
+from .facts import CertificateState, ComposeServices, FreeSpace, PostgresReady, Replication, TimerRuns
 from .operations import adopt_upstream_data, change_postgres_major, nothing_to_do, restore_backup
-from .render import render
+from .render import has_replica, host_services, render
 from .settings import DEFAULTS
 from .stages import database, rolling, services, system
 
@@ -144,13 +144,16 @@ def status() -> None:
     cfg = validated_config()
     found = host.get_fact(ComposeServices, project=layout.COMPOSE_PROJECT) or {}
     # a host of an instance on several hosts: the services of its roles, and the proxy's certificate there
-    for service in layout.service_names(roles=cfg.roles):
+    extra = tuple(name for name in host_services(cfg) if name in {s.name for s in layout.CLUSTER_SERVICES})
+    for service in (*layout.service_names(roles=cfg.roles), *extra):
         info = found.get(service)
         if info is None:
             host.log(f"{service:<10} missing")
             continue
         health = f" ({info['health']})" if info.get("health") else ""
         host.log(f"{service:<10} {info['state']}{health}  {info['image']}  since {info['started_at']}")
+    if has_replica(cfg) and {"db", "db_replica"} & set(cfg.roles):
+        _replication_status("replica" if "db_replica" in cfg.roles else "db")
     if "proxy" in cfg.roles:
         cert = host.get_fact(CertificateState, domain=cfg.domain)
         served = "served on 443" if cert["served"] else "NOT served on 443"
@@ -165,6 +168,28 @@ def status() -> None:
             host.log(f"{'timer':<10} {timer.name}: off")
         else:
             host.log(f"{'timer':<10} {timer.name}: last run {run['last']} ({run['result']}), next {run['next']}")
+
+
+def _replication_status(service: str) -> None:
+    """The read replica's replication: seen from the primary on the db host, from itself on its host."""
+    rows = host.get_fact(Replication, service=service)
+    if not rows:
+        host.log(f"{'replication':<10} {service} does not answer: no replication state")
+    for row in rows:
+        if row["kind"] == "standby":
+            what = (
+                f"standby {row['name']}: {row['state']}, replay lag {row['lag']} s, {row['bytes']} bytes not replayed"
+            )
+        elif row["kind"] == "slot":
+            what = f"slot {row['name']}: {row['state']}, holds {row['bytes']} bytes of WAL"
+        else:
+            what = (
+                f"this replica is a {row['name']} ({row['state']}), replay {row['lag']} s and "
+                f"{row['bytes']} bytes behind what it received"
+            )
+        host.log(f"{'replication':<10} {what}")
+    if service == "db" and not any(row["kind"] == "standby" for row in rows):
+        host.log(f"{'replication':<10} NO standby streams from this primary")
 
 
 def _run_shown(command: str, what: str) -> None:

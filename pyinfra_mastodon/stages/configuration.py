@@ -26,6 +26,10 @@ def apply(cfg, done: Outcome) -> Outcome:
         _write_env(envs.pop(layout.ENV_DB_FILE))
     if layout.ENV_REDIS_FILE in envs:
         _write_env(envs.pop(layout.ENV_REDIS_FILE))
+    if layout.ENV_REPLICA_FILE in envs:
+        _write_env(envs.pop(layout.ENV_REPLICA_FILE))
+    if layout.ENV_PGBOUNCER_FILE in envs:
+        _write_env(envs.pop(layout.ENV_PGBOUNCER_FILE))
     if layout.ENV_PRODUCTION_FILE in envs:
         _write_env(envs.pop(layout.ENV_PRODUCTION_FILE))
     if layout.RESTIC_ENV_FILE in envs:
@@ -33,6 +37,9 @@ def apply(cfg, done: Outcome) -> Outcome:
     assert not envs, f"an env file without its call site: {sorted(envs)}"
     for path in desired.absent_config_files(cfg):
         files.file(name=f"Remove {path} (no restic repository)", path=path, present=False)
+    hba = desired.pg_hba_file(cfg)
+    if hba is not None:  # the db host of an instance with a read replica
+        put_file(hba)
     # Compose compares the env files' contents itself: the services stage needs no link to these.
     put_file(desired.compose_file(cfg))
     ca = desired.local_ca_folder(cfg)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import desired, layout
+from .. import desired, layout, render
 from ..operations import (
     ComposePlanMemo,
     _changed,
+    clone_replica,
     compose_up,
     ensure_certificate,
     pull_missing_images,
@@ -32,15 +33,36 @@ def start_data_services(cfg, done: Outcome) -> Outcome:
         name="Pull missing images", images={service: image for service, image in cfg.images.items() if service in here}
     )
     data = tuple(name for name in layout.service_names(layout.DATA) if name in here)
-    if not data:  # a host of an instance on several hosts without PostgreSQL or Redis
-        return done
-    memo = ComposePlanMemo()
-    # No --wait here: the bounded wait below ends with a message that says what to check.
-    up = compose_up(name=f"Start {' and '.join(data)}", services=data, wait_timeout=None, memo=memo)
-    if "db" not in data:
-        return replace(done, data_services=(up,), compose_plan=memo)
-    ready = wait_for_postgres(name="Wait until PostgreSQL is ready", timeout=cfg.postgres_wait_timeout)
-    return replace(done, data_services=(up, ready), compose_plan=memo)
+    memo = ComposePlanMemo() if data or "replica" in here else None
+    started: tuple = ()
+    if data:
+        # No --wait here: the bounded wait below ends with a message that says what to check.
+        started = (compose_up(name=f"Start {' and '.join(data)}", services=data, wait_timeout=None, memo=memo),)
+        if "db" in data:
+            ready = wait_for_postgres(name="Wait until PostgreSQL is ready", timeout=cfg.postgres_wait_timeout)
+            started = (*started, ready)
+    if render.has_replica(cfg):
+        # every host of the instance at this line: after the db host's PostgreSQL is ready on all of them
+        started = (*started, *_start_replica(cfg, here, memo))
+    # a host of an instance on several hosts without PostgreSQL or Redis has none
+    return replace(done, data_services=started, compose_plan=memo) if started else done
+
+
+def _start_replica(cfg, here: tuple[str, ...], memo) -> tuple:
+    """The read replica: its copy of the primary (once), then the replica started from it."""
+    mine = "replica" in here
+    pgdata = f"{layout.BASE_DIR}/{render.replica_data_dir(cfg)}/pgdata" if mine else None
+    cloned = clone_replica(
+        name="Copy the primary into the read replica",
+        pgdata=pgdata,
+        primary=cfg.cluster.address("db"),
+        port=layout.SERVICE_PORTS["db"],
+        timeout=cfg.postgres_wait_timeout,
+    )
+    if not mine:
+        return ()
+    up = compose_up(name="Start the read replica", services=("replica",), wait_timeout=cfg.healthy_timeout, memo=memo)
+    return (cloned, up)
 
 
 def start_all(cfg, done: Outcome) -> Outcome:

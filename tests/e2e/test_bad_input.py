@@ -172,10 +172,10 @@ INVENTORY_CASES = [
         "mastodon_firewall",
     ),
     (
-        "a-read-replica-this-version-does-not-deploy",
+        "a-read-replica-without-its-firewall",
         {**CLUSTER, "edge": {**CLUSTER["edge"], "mastodon_roles": ["proxy", "db_replica"]}},
         "edge",
-        "mastodon_roles",
+        "mastodon_firewall",
     ),
     # every instance rule passes; then its four hosts are one machine (this sandbox)
     ("a-valid-cluster-on-one-machine", CLUSTER, "app1", "ssh_hostname"),

@@ -1,6 +1,7 @@
 """One instance across the four servers of the sandbox cluster (``inventories/sandbox_cluster.py``):
-``db`` (PostgreSQL, Redis, the database's jobs), ``app1`` and ``app2`` (web, streaming, sidekiq) and
-``edge`` (the nginx-certbot proxy; the sandbox's S3 server and ACME server run there too).
+``db`` (PostgreSQL, Redis, the database's jobs), ``app1`` and ``app2`` (web, streaming, sidekiq, each
+behind its PgBouncer; app2 also the read replica) and ``edge`` (the nginx-certbot proxy; the sandbox's
+S3 server and ACME server run there too).
 
 Converge, idempotence, verify, in the shape of the single-server suite: a fresh deploy of the previous
 version, a second run that changes nothing on any host, then what the instance must show (each host's
@@ -31,8 +32,8 @@ BUCKET = "mastodon-media"
 # What each server runs (docker compose ps): its roles' services, nothing else.
 SERVICES = {
     "db": ["db", "redis"],
-    "app1": ["sidekiq", "streaming", "web"],
-    "app2": ["sidekiq", "streaming", "web"],
+    "app1": ["pgbouncer", "sidekiq", "streaming", "web"],
+    "app2": ["pgbouncer", "replica", "sidekiq", "streaming", "web"],
     "edge": ["nginx"],
 }
 INSTANCE_SECRET_KEYS = (
@@ -45,6 +46,7 @@ INSTANCE_SECRET_KEYS = (
     "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
     "DB_PASS",
     "REDIS_PASSWORD",
+    "REPLICA_DB_PASS",
 )
 # nginx leaves an upstream that failed once out for fail_timeout (templates/nginx-site.conf.j2):
 # the failover window, after which no request may reach the stopped host any more
@@ -175,14 +177,20 @@ def test_the_instance_secrets_are_the_same_wherever_needed_and_only_there(cluste
     assert sorted(digests["db"]) == sorted(INSTANCE_SECRET_KEYS)
     assert digests["app1"] == digests["app2"] == digests["db"]
     assert digests["edge"] == {}, "the proxy got the instance's secrets"
-    db = cluster.boxes["db"]
-    # PostgreSQL's and Redis's passwords in their own files are the instance's (by digest)
-    for path, key, instance_key in (
-        (".env.db", "POSTGRES_PASSWORD", "DB_PASS"),
-        (".env.redis", "REDIS_PASSWORD", None),
+    # the replica's password is the primary's
+    assert digests["db"]["REPLICA_DB_PASS"] == digests["db"]["DB_PASS"]
+    # PostgreSQL's and Redis's passwords in their own files are the instance's (by digest), and so are
+    # those PgBouncer and the replica log in with
+    for name, path, key, instance_key in (
+        ("db", ".env.db", "POSTGRES_PASSWORD", "DB_PASS"),
+        ("db", ".env.redis", "REDIS_PASSWORD", None),
+        ("app1", ".env.pgbouncer", "DB_PASSWORD", "DB_PASS"),
+        ("app2", ".env.pgbouncer", "DB_PASSWORD", "DB_PASS"),
+        ("app2", ".env.replica", "PGPASSWORD", "DB_PASS"),
     ):
-        got = db.out(f"sed -n 's/^{key}=//p' {BASE_DIR}/{path} | tr -d '\\n' | sha256sum | cut -c1-64").strip()
-        assert got == digests["db"][instance_key or key], path
+        box = cluster.boxes[name]
+        got = box.out(f"sed -n 's/^{key}=//p' {BASE_DIR}/{path} | tr -d '\\n' | sha256sum | cut -c1-64").strip()
+        assert got == digests["db"][instance_key or key], (name, path)
     modes = {
         name: box.out(f"cd {BASE_DIR} && stat -c '%n %a %U' .env.* 2>/dev/null; true").split("\n")
         for name, box in cluster.boxes.items()
@@ -192,19 +200,31 @@ def test_the_instance_secrets_are_the_same_wherever_needed_and_only_there(cluste
         ".env.production 600 mastodon",
         ".env.redis 600 mastodon",
     ]
-    for name in ("app1", "app2"):
-        assert [line for line in modes[name] if line] == [".env.production 600 mastodon"], name
+    assert [line for line in modes["app1"] if line] == [".env.pgbouncer 600 mastodon", ".env.production 600 mastodon"]
+    assert [line for line in modes["app2"] if line] == [
+        ".env.pgbouncer 600 mastodon",
+        ".env.production 600 mastodon",
+        ".env.replica 600 mastodon",
+    ]
     assert [line for line in modes["edge"] if line] == []
 
 
-def test_no_password_on_any_command_line(cluster, fresh):
-    db = cluster.boxes["db"]
+@pytest.mark.parametrize(
+    ("name", "files"),
+    [
+        ("db", ((".env.redis", "REDIS_PASSWORD="), (".env.db", "POSTGRES_PASSWORD="))),
+        ("app2", ((".env.pgbouncer", "DB_PASSWORD="), (".env.replica", "PGPASSWORD="))),
+    ],
+)
+def test_no_password_on_any_command_line(cluster, fresh, name, files):
+    box = cluster.boxes[name]
+    wanted = ", ".join(f"('{BASE_DIR}/{path}', '{key}')" for path, key in files)
     # the values are read by a script on the host and compared there: only a count comes back
-    count = db.out(
+    count = box.out(
         "python3 - <<'EOF'\n"
         "import glob\n"
         "values = []\n"
-        f"for path, key in (('{BASE_DIR}/.env.redis', 'REDIS_PASSWORD='), ('{BASE_DIR}/.env.db', 'POSTGRES_PASSWORD=')):\n"
+        f"for path, key in ({wanted}):\n"
         "    values += [l.split('=', 1)[1].strip() for l in open(path) if l.startswith(key)]\n"
         "assert len(values) == 2 and all(len(v) >= 32 for v in values)\n"
         "hits = 0\n"
@@ -217,7 +237,7 @@ def test_no_password_on_any_command_line(cluster, fresh):
         "print(hits)\n"
         "EOF"
     )
-    assert count.strip() == "0"
+    assert count.strip() == "0", name
 
 
 def connect(box, address: str, port: int) -> str:
@@ -240,6 +260,15 @@ def test_postgres_and_redis_admit_only_the_instances_hosts(cluster, fresh):
             ["python3", "-c", f"import socket; socket.create_connection(('{db}', {port}), 5)"], capture_output=True
         )
         assert probe.returncode != 0, f"{db}:{port} accepted a connection from outside the instance"
+    # the read replica on app2: the other app host and the db host's jobs, nobody else
+    replica = cluster.address("app2")
+    assert connect(cluster.boxes["app1"], replica, 5432) == "open"
+    assert connect(cluster.boxes["db"], replica, 5432) == "open"
+    assert connect(cluster.boxes["edge"], replica, 5432) == "closed"
+    probe = subprocess.run(
+        ["python3", "-c", f"import socket; socket.create_connection(('{replica}', 5432), 5)"], capture_output=True
+    )
+    assert probe.returncode != 0, f"{replica}:5432 accepted a connection from outside the instance"
     # web and streaming: only the proxy
     for port in (3000, 4000):
         assert connect(cluster.boxes["edge"], cluster.address("app1"), port) == "open", port
@@ -267,6 +296,86 @@ def test_postgres_and_redis_refuse_a_client_without_the_password(cluster, fresh)
         "sh -c 'REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h $REDIS_HOST ping'"
     )
     assert ok.split() == ["1", "PONG"]
+
+
+def sql(box, service: str, query: str) -> str:
+    """One query in ``service``'s PostgreSQL on ``box`` (over its socket, bare values out)."""
+    return box.out(
+        f"cd {BASE_DIR} && docker compose exec -T {service} psql -X -U postgres -d postgres -tA -c {shlex.quote(query)}"
+    ).strip()
+
+
+def test_a_row_written_on_the_primary_appears_on_the_replica(cluster, fresh):
+    db, app2 = cluster.boxes["db"], cluster.boxes["app2"]
+    token = f"sbt-{secrets.token_hex(8)}"
+    sql(
+        db,
+        "db",
+        f"CREATE TABLE IF NOT EXISTS sbt_replication (token text); INSERT INTO sbt_replication VALUES ('{token}')",
+    )
+    deadline, seen = time.monotonic() + 15, ""
+    while time.monotonic() < deadline:
+        seen = app2.out(
+            f"cd {BASE_DIR} && docker compose exec -T replica psql -X -U postgres -d postgres -tAc "
+            f"\"select count(*) from sbt_replication where token = '{token}'\" 2>/dev/null; true"
+        ).strip()
+        if seen == "1":
+            break
+        time.sleep(0.5)
+    assert seen == "1", "the row written on the primary did not reach the replica in 15 s"
+    # a hot standby: read-only, streaming from the primary through its slot
+    assert sql(app2, "replica", "select pg_is_in_recovery()") == "t"
+    refused = app2.ssh(
+        f"cd {BASE_DIR} && docker compose exec -T replica psql -X -U postgres -d postgres -c "
+        f"\"insert into sbt_replication values ('x')\""
+    )
+    assert refused.returncode != 0 and "read-only transaction" in refused.stderr
+    standbys = sql(db, "db", "select host(client_addr) || ' ' || state from pg_stat_replication")
+    assert standbys == f"{cluster.address('app2')} streaming", standbys
+    slot = sql(db, "db", "select slot_name || ' ' || active from pg_replication_slots")
+    assert slot == f"{layout.REPLICA_SLOT} true", slot
+
+
+def env_of(box) -> dict[str, str]:
+    """The names and values of .env.production that are no secret (the secret lines are left out)."""
+    keys = {line.split("=", 1)[0] for line in box.out(f"cut -d= -f1 {BASE_DIR}/.env.production").splitlines()}
+    plain = sorted(key for key in keys if key and not key.startswith("#") and key not in INSTANCE_SECRET_KEYS)
+    pattern = "|".join(plain)
+    out = box.out(f"grep -E '^({pattern})=' {BASE_DIR}/.env.production | grep -v -E '^(AWS_SECRET_ACCESS_KEY)='")
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def test_the_app_hosts_read_from_the_replica_and_write_through_pgbouncer(cluster, fresh):
+    for name in ("app1", "app2"):
+        env = env_of(cluster.boxes[name])
+        replica_host = "replica" if name == "app2" else cluster.address("app2")
+        assert {key: env.get(key) for key in ("DB_HOST", "PREPARED_STATEMENTS", "REPLICA_DB_HOST")} == {
+            "DB_HOST": "pgbouncer",
+            "PREPARED_STATEMENTS": "false",
+            "REPLICA_DB_HOST": replica_host,
+        }, name
+        assert (env.get("REPLICA_DB_NAME"), env.get("REPLICA_DB_TASKS")) == ("postgres", "false"), name
+        # the directory is read inside with_read_replica: the stand-in says which database answered
+        out = cluster.boxes[name].out(
+            f"curl -sS --max-time 20 -D - -o /dev/null -H 'Host: {DOMAIN}' -H 'X-Forwarded-Proto: https' "
+            f"http://{cluster.address(name)}:3000/api/v1/directory"
+        )
+        assert " 200" in out.splitlines()[0], out
+        assert "x-standin-database: replica-in-recovery" in out.lower(), out
+    # the db host's jobs (migrations among them) connect to PostgreSQL directly
+    db_env = env_of(cluster.boxes["db"])
+    assert db_env["DB_HOST"] == "db" and "PREPARED_STATEMENTS" not in db_env
+    # PostgreSQL sees the app hosts' application only through their PgBouncers, in transaction mode
+    app1 = cluster.boxes["app1"]
+    pool = app1.out(
+        f"cd {BASE_DIR} && docker compose exec -T pgbouncer sh -c "
+        '\'PGPASSWORD=$DB_PASSWORD psql -X -h 127.0.0.1 -p 5432 -U postgres -tA -F " " pgbouncer -c "SHOW CONFIG"\' '
+        '| awk \'$1 == "pool_mode" || $1 == "default_pool_size" { print $1, $2 }\''
+    )
+    assert sorted(pool.split("\n")[:-1] if pool.endswith("\n") else pool.splitlines()) == [
+        "default_pool_size 20",
+        "pool_mode transaction",
+    ], pool
 
 
 def test_media_uploaded_through_app1_are_in_the_bucket_and_served_to_the_others(cluster, fresh):
@@ -317,6 +426,13 @@ def test_status_shows_each_hosts_own_services(cluster, again, bag):
         assert listed == set(services), (name, lines)
     edge = [line for line in result.stderr.splitlines() if "certificate" in line]
     assert len(edge) == 1 and "[edge]" in edge[0] and "served on 443" in edge[0], edge
+    # the replication, from both ends: the primary's standby and slot, the replica's own view
+    replication = [line for line in result.stderr.splitlines() if "replication" in line]
+    primary = [line for line in replication if "[db]" in line]
+    assert any(f"standby {cluster.address('app2')}: streaming, replay lag" in line for line in primary), replication
+    assert any(f"slot {layout.REPLICA_SLOT}: active" in line for line in primary), replication
+    replica = [line for line in replication if "[app2]" in line]
+    assert len(replica) == 1 and "this replica is a standby (streaming)" in replica[0], replication
     assert not result.leaks(), result.leaks()
 
 

@@ -71,10 +71,10 @@ def test_a_host_that_serves_the_others_needs_the_firewall():
     assert "admits only the instance's own hosts" in error.problem
 
 
-def test_a_read_replica_is_refused_until_it_is_deployed():
-    error = refusal(cluster(edge={"mastodon_roles": ["proxy", "db_replica"]}))
-    assert (error.host, error.key) == ("edge", "mastodon_roles")
-    assert "does not deploy a read replica yet" in error.problem
+def test_a_read_replica_serves_the_app_hosts_behind_its_firewall():
+    error = refusal(cluster(edge={"mastodon_roles": ["proxy", "db_replica"], "mastodon_firewall": None}))
+    assert (error.host, error.key) == ("edge", "mastodon_firewall")
+    assert "connect to its db_replica" in error.problem
 
 
 @pytest.mark.parametrize(

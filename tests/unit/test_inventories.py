@@ -322,7 +322,7 @@ def test_sandbox_cluster_groups_and_roles(monkeypatch):
     assert roles == {
         "db": ["db", "redis"],
         "app1": ["web", "streaming", "sidekiq"],
-        "app2": ["web", "streaming", "sidekiq"],
+        "app2": ["web", "streaming", "sidekiq", "db_replica"],
         "edge": ["proxy"],
     }
 

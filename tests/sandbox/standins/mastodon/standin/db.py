@@ -46,6 +46,46 @@ def connect_params(env=None, dbname=None):
     return params
 
 
+def replica_enabled(env=None):
+    """DatabaseHelper.replica_enabled?: only REPLICA_DB_NAME or REPLICA_DATABASE_URL turn the replica on."""
+    env = os.environ if env is None else env
+    return bool(env.get("REPLICA_DB_NAME") or env.get("REPLICA_DATABASE_URL"))
+
+
+def replica_env(env=None):
+    """
+    config/database.yml's production.replica as DB_* variables: each REPLICA_DB_* falls back on its DB_*
+    (REPLICA_DATABASE_URL on nothing), so connect_params reads it like the primary.
+    """
+    env = os.environ if env is None else env
+    out = {key: value for key, value in env.items() if not key.startswith(("DB_", "DATABASE_URL"))}
+    out["DATABASE_URL"] = env.get("REPLICA_DATABASE_URL", "")
+    for key in ("HOST", "PORT", "USER", "NAME", "PASS", "SSLMODE"):
+        value = env.get(f"REPLICA_DB_{key}") or env.get(f"DB_{key}")
+        if value:
+            out[f"DB_{key}"] = value
+    return out
+
+
+def connect_reading(env=None):
+    """
+    ApplicationRecord.connected_to(role: :reading, prevent_writes: true) (DatabaseHelper#with_read_replica):
+    the replica when it is enabled, else the primary. Returns (connection, "replica" | "primary").
+    """
+    import psycopg2
+
+    env = os.environ if env is None else env
+    if not replica_enabled(env):
+        return connect(env), "primary"
+    try:
+        conn = psycopg2.connect(**connect_params(replica_env(env)))
+    except psycopg2.OperationalError as exc:
+        raise DatabaseError("ActiveRecord::ConnectionNotEstablished", str(exc).strip()) from exc
+    conn.autocommit = True
+    conn.set_session(readonly=True, autocommit=True)
+    return conn, "replica"
+
+
 def database_name(env=None):
     env = os.environ if env is None else env
     if env.get("DATABASE_URL", "").strip():

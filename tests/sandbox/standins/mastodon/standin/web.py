@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 
 from . import image_version, plain_version
 from .boot import boot_rails
-from .db import connect, table_exists
+from .db import connect, connect_reading, table_exists
 from .redis import RedisError
 from .server import serve
 from .storage import (
@@ -160,6 +160,9 @@ class Handler(BaseHTTPRequestHandler):
                 body = {"uri": domain, **body}
             self.send_json(200, body)
             return
+        if path == "/api/v1/directory":
+            self.directory(env)
+            return
         if path == "/":
             self.send(
                 200,
@@ -179,6 +182,35 @@ class Handler(BaseHTTPRequestHandler):
             404,
             "<!DOCTYPE html><html><body><h1>The page you were looking for doesn't exist.</h1></body></html>\n",
             "text/html; charset=utf-8",
+        )
+
+    def directory(self, env):
+        """
+        Api::V1::DirectoriesController#show: the local accounts, read inside with_read_replica (on the
+        replica when config/database.yml enables it). The X-Standin-Database header (stand-in only)
+        says which database answered.
+        """
+        try:
+            conn, used = connect_reading(env)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT username FROM accounts WHERE domain IS NULL ORDER BY id LIMIT 40")
+                    rows = [{"username": name, "acct": name} for (name,) in cur.fetchall()]
+                    cur.execute("SELECT pg_is_in_recovery()")
+                    (recovering,) = cur.fetchone()
+            finally:
+                conn.close()
+        except Exception as exc:  # noqa: BLE001
+            sys.stderr.write(f"[stand-in web] 500 on /api/v1/directory: {exc}\n")
+            self.send_json(500, {"error": "We're sorry, but something went wrong on our end."})
+            return
+        if used == "replica" and not recovering:
+            sys.stderr.write("[stand-in web] the replica database is not in recovery: it is a primary\n")
+        self.send(
+            200,
+            json.dumps(rows),
+            "application/json; charset=utf-8",
+            headers={"X-Standin-Database": "replica-in-recovery" if used == "replica" and recovering else used},
         )
 
     def do_POST(self):
