@@ -288,10 +288,11 @@ def test_postgres_and_redis_refuse_a_client_without_the_password(cluster, fresh)
     assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
     noauth = app1.out(f"docker run --rm --network host redis:7-alpine redis-cli -h {db} ping")
     assert "NOAUTH" in noauth
-    # with the instance's passwords (from app1's own .env.production, inside the container)
+    # with the instance's passwords (from app1's own .env.production, inside the container), straight to
+    # the db host (app1's DB_HOST is its PgBouncer)
     ok = app1.out(
         f"docker run --rm --network host --env-file {BASE_DIR}/.env.production postgres:14-alpine "
-        "sh -c 'PGPASSWORD=$DB_PASS psql -w -h $DB_HOST -U $DB_USER -d $DB_NAME -tAc \"select 1\"' && "
+        f"sh -c 'PGPASSWORD=$DB_PASS psql -w -h {db} -U $DB_USER -d $DB_NAME -tAc \"select 1\"' && "
         f"docker run --rm --network host --env-file {BASE_DIR}/.env.production redis:7-alpine "
         "sh -c 'REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h $REDIS_HOST ping'"
     )
