@@ -13,6 +13,7 @@ from pyinfra_mastodon.layout import (
     APP,
     BACKUP_DIR,
     BASE_DIR,
+    CLUSTER_SERVICES,
     COMPOSE_FILE,
     COMPOSE_PROJECT,
     DATA,
@@ -38,6 +39,7 @@ __all__ = [
     "BACKUP_DIR",
     "BASE_DIR",
     "CA_CERT",
+    "CLUSTER_SERVICE_NAMES",
     "COMPOSE_FILE",
     "COMPOSE_PROJECT",
     "DATA_SERVICES",
@@ -75,6 +77,8 @@ DATA_SERVICES: tuple[str, ...] = service_names(DATA)  # db, redis
 STATEFUL_SERVICES: tuple[str, ...] = tuple(s.name for s in SERVICES if s.tier != APP)
 # every service but the proxy has a compose healthcheck (the nginx-certbot image has none)
 HEALTHCHECKED: tuple[str, ...] = tuple(s.name for s in SERVICES if s.tier != PROXY)
+# only on hosts of an instance on several hosts: the read replica, PgBouncer (both health-checked)
+CLUSTER_SERVICE_NAMES: tuple[str, ...] = tuple(s.name for s in CLUSTER_SERVICES)
 INTERNAL_NETWORK = f"{COMPOSE_PROJECT}_internal_network"
 EXTERNAL_NETWORK = f"{COMPOSE_PROJECT}_external_network"
 

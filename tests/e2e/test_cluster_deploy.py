@@ -22,7 +22,7 @@ from collections import Counter
 
 import pytest
 from contract import BASE_DIR, DEFAULT_VERSION, DOMAIN, PREVIOUS_VERSION
-from toolkit import Result, SecretBag, run_pyinfra, snapshot, tail, trust_file
+from toolkit import Result, SecretBag, run_host_suite, run_pyinfra, snapshot, tail, trust_file
 
 from pyinfra_mastodon import layout
 
@@ -435,6 +435,31 @@ def test_status_shows_each_hosts_own_services(cluster, again, bag):
     replica = [line for line in replication if "[app2]" in line]
     assert len(replica) == 1 and "this replica is a standby (streaming)" in replica[0], replication
     assert not result.leaks(), result.leaks()
+
+
+ROLES = {
+    "db": "db,redis",
+    "app1": "web,streaming,sidekiq",
+    "app2": "web,streaming,sidekiq,db_replica",
+    "edge": "proxy",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROLES))
+def test_the_host_suite_passes_on_each_host_for_its_roles(cluster, again, name):
+    box = cluster.boxes[name]
+    proc = run_host_suite(
+        box,
+        DOMAIN,
+        f"--mastodon-roles={ROLES[name]}",
+        f"--mastodon-services={','.join(SERVICES[name])}",
+        f"--mastodon-private-address={cluster.address(name)}",
+        f"--mastodon-version={PREVIOUS_VERSION}",
+    )
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert proc.returncode == 0, f"tests/host on {name} failed:\n{tail(proc.stdout, 60)}\n{tail(proc.stderr, 20)}"
+    # its own checks ran (the others deselected, never passed)
+    assert " passed" in summary and "deselected" in summary and "skipped" not in summary, summary
 
 
 def test_backup_and_create_admin_run_on_the_db_host_only(cluster, again, bag):

@@ -15,6 +15,8 @@ import pytest
 from contract import CA_CERT as DEFAULT_CA_FILE
 from host_helpers import Site
 
+from pyinfra_mastodon.layout import SINGLE_SERVER_ROLES, service_names
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("mastodon", "deployed Mastodon host (tests/host)")
@@ -34,6 +36,24 @@ def pytest_addoption(parser):
         help="Expected Mastodon version reported by /api/v1/instance, e.g. 4.6.5 (optional)",
     )
     group.addoption(
+        "--mastodon-roles",
+        default=None,
+        help=(
+            "The host's mastodon_roles, comma-separated, for a host of an instance on several hosts "
+            f"(default: a whole server, {','.join(SINGLE_SERVER_ROLES)}): only the checks of its roles run"
+        ),
+    )
+    group.addoption(
+        "--mastodon-services",
+        default=None,
+        help="The compose services the host runs, comma-separated (default: those of its roles)",
+    )
+    group.addoption(
+        "--mastodon-private-address",
+        default=None,
+        help="The host's mastodon_private_address (a host of an instance on several hosts)",
+    )
+    group.addoption(
         "--mastodon-ca-file",
         default=None,
         help=(
@@ -50,6 +70,39 @@ def pytest_configure(config):
         "media upload); deselect with -m 'not standin' against a real instance",
     )
     config.addinivalue_line("markers", "host: testinfra check of a deployed host")
+    config.addinivalue_line("markers", "roles(*names): only on a host that runs one of these roles")
+    config.addinivalue_line("markers", "whole_server: only on a host that runs the whole instance")
+    config.addinivalue_line("markers", "cluster: only on a host of an instance on several hosts")
+
+
+def host_roles(config) -> tuple[str, ...]:
+    given = _opt(config, "--mastodon-roles")
+    return tuple(r for r in given.split(",") if r) if given else SINGLE_SERVER_ROLES
+
+
+def host_services(config) -> tuple[str, ...]:
+    given = _opt(config, "--mastodon-services")
+    if given:
+        return tuple(s for s in given.split(",") if s)
+    return service_names(roles=host_roles(config))
+
+
+def whole_server(config) -> bool:
+    return set(host_roles(config)) >= set(SINGLE_SERVER_ROLES)
+
+
+def _applies(item, config) -> bool:
+    """Whether a check is one of the host's: its role markers, and the service it is parametrized with."""
+    roles = set(host_roles(config))
+    for mark in item.iter_markers("roles"):
+        if not roles & set(mark.args):
+            return False
+    if item.get_closest_marker("whole_server") and not whole_server(config):
+        return False
+    if item.get_closest_marker("cluster") and whole_server(config):
+        return False
+    service = getattr(item, "callspec", None) and item.callspec.params.get("service")
+    return not service or service in host_services(config)
 
 
 def _opt(config, name):
@@ -64,6 +117,12 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("tests/host needs --mastodon-domain=DOMAIN (and --hosts=...): see tests/host/README.md")
     for item in ours:
         item.add_marker(pytest.mark.host)
+    # A host of an instance on several hosts runs the checks of its roles only; the others are
+    # deselected (pytest counts them as such), never reported as passing.
+    other = [item for item in ours if not _applies(item, config)]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item not in other]
 
 
 # ------------------------------------------------------------------------------------ options
@@ -103,6 +162,20 @@ def ca_file(pytestconfig, host) -> str | None:
     if host.file(DEFAULT_CA_FILE).is_file:
         return DEFAULT_CA_FILE
     return None
+
+
+@pytest.fixture(scope="session")
+def services(pytestconfig) -> tuple[str, ...]:
+    """The compose services the host runs."""
+    return host_services(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def private_address(pytestconfig) -> str:
+    value = _opt(pytestconfig, "--mastodon-private-address")
+    if not value:
+        pytest.fail("--mastodon-private-address is required for a host of an instance on several hosts")
+    return value
 
 
 @pytest.fixture(scope="module")

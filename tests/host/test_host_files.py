@@ -31,6 +31,15 @@ SECRET_FORMATS = {
 }
 
 
+# Which hosts have what (a whole server has all of it): .env.production where the application or the
+# database's jobs run, the media folder where web or sidekiq write, PgBouncer on app hosts without the db.
+APPLICATION = pytest.mark.roles("web", "streaming", "sidekiq", "db")
+MEDIA = pytest.mark.roles("web", "sidekiq")
+PROXY = pytest.mark.roles("proxy")
+POOLED = (pytest.mark.cluster, pytest.mark.roles("web", "streaming", "sidekiq"))
+REPLICA = (pytest.mark.cluster, pytest.mark.roles("db_replica"))
+
+
 def test_mastodon_group(host):
     group = host.group("mastodon")
     assert group.exists, "group mastodon is missing"
@@ -57,14 +66,19 @@ def test_uid_991_is_mastodon_only(host):
     "path, kind, owner, mode",
     [
         (BASE_DIR, "dir", "mastodon:mastodon", "0755"),
-        (ENV_DB, "file", "mastodon:mastodon", "0600"),
-        (ENV_PRODUCTION, "file", "mastodon:mastodon", "0600"),
+        pytest.param(ENV_DB, "file", "mastodon:mastodon", "0600", marks=pytest.mark.roles("db")),
+        pytest.param(ENV_PRODUCTION, "file", "mastodon:mastodon", "0600", marks=APPLICATION),
         (COMPOSE_FILE, "file", "mastodon:mastodon", "0644"),
-        (f"{BASE_DIR}/postgres14", "dir", "mastodon:mastodon", "0755"),
-        (f"{BASE_DIR}/redis", "dir", "mastodon:mastodon", "0755"),
-        (f"{BASE_DIR}/public/system", "dir", "mastodon:mastodon", "0755"),
-        (f"{NGINX_CONF_DIR}/{{domain}}.conf", "file", "root:root", "0644"),
-        (ADMIN_PASSWORD_FILE, "file", "root:root", "0600"),
+        pytest.param(f"{BASE_DIR}/postgres14", "dir", "mastodon:mastodon", "0755", marks=pytest.mark.roles("db")),
+        pytest.param(f"{BASE_DIR}/redis", "dir", "mastodon:mastodon", "0755", marks=pytest.mark.roles("redis")),
+        pytest.param(f"{BASE_DIR}/public/system", "dir", "mastodon:mastodon", "0755", marks=MEDIA),
+        pytest.param(f"{NGINX_CONF_DIR}/{{domain}}.conf", "file", "root:root", "0644", marks=PROXY),
+        pytest.param(ADMIN_PASSWORD_FILE, "file", "root:root", "0600", marks=pytest.mark.roles("db")),
+        pytest.param(f"{BASE_DIR}/.env.pgbouncer", "file", "mastodon:mastodon", "0600", marks=POOLED),
+        pytest.param(f"{BASE_DIR}/.env.replica", "file", "mastodon:mastodon", "0600", marks=REPLICA),
+        pytest.param(
+            f"{BASE_DIR}/postgres14-replica", "dir", "mastodon:mastodon", "0755", marks=pytest.mark.roles("db_replica")
+        ),
     ],
 )
 def test_path_owner_and_mode(host, domain, path, kind, owner, mode):
@@ -80,6 +94,7 @@ def test_path_owner_and_mode(host, domain, path, kind, owner, mode):
     assert f"{f.mode:04o}" == mode, f"{path} has mode {f.mode:04o}, expected {mode}"
 
 
+@pytest.mark.roles("db")
 def test_postgres_data_dir_lives_below_postgres14(host):
     """SPEC §3: PGDATA in a subfolder so that the entrypoint's chmod 0700 does not flap postgres14."""
     pgdata = host.file(PGDATA)
@@ -88,18 +103,25 @@ def test_postgres_data_dir_lives_below_postgres14(host):
     assert host.file(f"{PGDATA}/PG_VERSION").is_file, "PGDATA holds no cluster"
 
 
-def test_data_dirs_owned_by_991_recursively(host):
+@pytest.mark.parametrize(
+    "sub",
+    [
+        pytest.param("postgres14", marks=pytest.mark.roles("db")),
+        pytest.param("redis", marks=pytest.mark.roles("redis")),
+        pytest.param("public/system", marks=MEDIA),
+        pytest.param("postgres14-replica", marks=REPLICA),
+    ],
+)
+def test_data_dirs_owned_by_991_recursively(host, sub):
     """No container re-chowned its data dir to another uid (db, redis and uploads run as 991)."""
-    for sub in ("postgres14", "redis", "public/system"):
-        result = host.run(
-            f"find {BASE_DIR}/{sub} \\( ! -uid {MASTODON_UID} -o ! -gid {MASTODON_UID} \\) -printf '%p\\n' | head -5"
-        )
-        assert result.rc == 0, result.stderr
-        assert result.stdout.strip() == "", (
-            f"files below {BASE_DIR}/{sub} not owned by 991:991: {result.stdout.split()}"
-        )
+    result = host.run(
+        f"find {BASE_DIR}/{sub} \\( ! -uid {MASTODON_UID} -o ! -gid {MASTODON_UID} \\) -printf '%p\\n' | head -5"
+    )
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "", f"files below {BASE_DIR}/{sub} not owned by 991:991: {result.stdout.split()}"
 
 
+@pytest.mark.roles("proxy")
 def test_certificates(host, domain):
     live = f"{LETSENCRYPT_DIR}/live/{domain}"
     assert host.file(live).is_directory, f"{live}/ is missing"
@@ -109,6 +131,7 @@ def test_certificates(host, domain):
         assert host.run(f"test -s {shlex.quote(f'{live}/{name}')}").rc == 0, f"{live}/{name} is empty"
 
 
+@pytest.mark.roles("proxy")
 def test_certificate_is_for_domain(host, domain):
     result = host.run(
         f"openssl x509 -noout -checkhost {shlex.quote(domain)} -in {LETSENCRYPT_DIR}/live/{domain}/fullchain.pem"
@@ -120,17 +143,20 @@ def test_certificate_is_for_domain(host, domain):
     )
 
 
+@APPLICATION
 def test_env_production_local_domain(host, domain):
     n = count_matching_lines(host, ENV_PRODUCTION, f"^LOCAL_DOMAIN={re.escape(domain)}$")
     assert n == 1, f"{ENV_PRODUCTION}: {n} line(s) 'LOCAL_DOMAIN={domain}', expected exactly 1"
 
 
+@pytest.mark.whole_server
 @pytest.mark.parametrize("key, value", [("DB_HOST", "db"), ("REDIS_HOST", "redis")])
 def test_env_production_service_hosts(host, key, value):
     n = count_matching_lines(host, ENV_PRODUCTION, f"^{key}={value}$")
     assert n == 1, f"{ENV_PRODUCTION}: {n} line(s) '{key}={value}', expected exactly 1"
 
 
+@APPLICATION
 @pytest.mark.parametrize("key", sorted(SECRET_FORMATS))
 def test_env_production_secret_present_and_well_formed(host, key):
     # Only counts leave the host: a failure message cannot contain the secret.
@@ -140,6 +166,7 @@ def test_env_production_secret_present_and_well_formed(host, key):
     assert well_formed == 1, f"{ENV_PRODUCTION}: {key} is empty or not in Mastodon's format (value not shown)"
 
 
+@APPLICATION
 def test_env_production_secrets_distinct(host):
     """Every generated secret is its own random value (no copy-paste of one value into several keys)."""
     keys = "|".join(SECRET_FORMATS)
@@ -147,12 +174,14 @@ def test_env_production_secrets_distinct(host):
     assert out.strip() == "0", "two or more secrets in .env.production share the same value (values not shown)"
 
 
+@APPLICATION
 def test_env_production_does_not_skip_post_deployment_migrations(host):
     """The variable's mere presence skips post-deploy migrations (mastodon.md §4.1)."""
     n = count_matching_lines(host, ENV_PRODUCTION, "^[[:space:]]*SKIP_POST_DEPLOYMENT_MIGRATIONS")
     assert n == 0, f"{ENV_PRODUCTION} sets SKIP_POST_DEPLOYMENT_MIGRATIONS: post-deploy migrations would never run"
 
 
+@pytest.mark.roles("db")
 def test_env_db(host):
     assert host.file(ENV_DB).size > 0, f"{ENV_DB} is empty"
 
@@ -167,6 +196,7 @@ def test_compose_file(host):
         assert not compose.contains(f"{secret}="), f"docker-compose.yml (mode 0644) contains {secret}"
 
 
+@pytest.mark.roles("db")
 def test_admin_password_file(host):
     f = host.file(ADMIN_PASSWORD_FILE)
     assert f.is_file, f"{ADMIN_PASSWORD_FILE} is missing"

@@ -9,6 +9,9 @@ import pytest
 from contract import BASE_DIR, container_name
 from host_helpers import psql
 
+# The database's records: asked of PostgreSQL on the host that runs it.
+pytestmark = pytest.mark.roles("db")
+
 
 def test_owner_account_exists(host, admin_username):
     n = psql(
@@ -57,6 +60,7 @@ def test_no_pending_migrations(host):
 
 
 @pytest.mark.standin
+@pytest.mark.whole_server  # an instance on several hosts keeps its media in object storage
 def test_media_upload_lands_in_public_system(site, host):
     """POST /api/v2/media through nginx; the stand-in accepts it without auth (real Mastodon needs a token)."""
     token = f"pyinfra-mastodon-upload-{uuid.uuid4().hex}"

@@ -10,6 +10,8 @@ import pytest
 from contract import LETSENCRYPT_DIR, container_name, nginx_conf
 from host_helpers import compose_psql, curl
 
+pytestmark = pytest.mark.roles("proxy")
+
 
 def test_nginx_config_valid(host):
     result = host.run(f"docker exec {container_name('nginx')} nginx -t")
@@ -109,6 +111,7 @@ def owner_token(host, admin_username):
         compose_psql(host, f"DELETE FROM oauth_access_tokens WHERE id = {int(token_id)}")
 
 
+@pytest.mark.whole_server  # the token goes into PostgreSQL and the event into Redis on this host
 def test_streaming_websocket_upgrade(host, site, owner_token):
     """With a valid token: 101, and an event published on Redis `timeline:<account id>` arrives over TLS.
 
