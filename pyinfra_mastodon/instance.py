@@ -210,6 +210,37 @@ def _firewall_where_served(inst: Instance) -> tuple[str, str, str] | None:
     return None
 
 
+# What the deploy writes into .env.production on the hosts of an instance on several hosts (besides
+# settings.MANAGED_ENV_KEYS): the Redis password, PgBouncer's and the read replica's settings.
+CLUSTER_ENV_KEYS: tuple[str, ...] = (
+    "REDIS_PASSWORD",
+    "PREPARED_STATEMENTS",
+    "REPLICA_DB_HOST",
+    "REPLICA_DB_PORT",
+    "REPLICA_DB_NAME",
+    "REPLICA_DB_USER",
+    "REPLICA_DB_PASS",
+    "REPLICA_DATABASE_URL",
+    "REPLICA_PREPARED_STATEMENTS",
+    "REPLICA_DB_TASKS",
+)
+
+
+def _extra_env_leaves_cluster_keys(inst: Instance) -> tuple[str, str, str] | None:
+    if not inst.several_hosts:
+        return None
+    for name, cfg in inst.configs.items():
+        taken = sorted(key for key in cfg.extra_env if key in CLUSTER_ENV_KEYS)
+        if taken:
+            return (
+                name,
+                "mastodon_extra_env",
+                f"sets {', '.join(taken)}, which the deploy writes on the hosts of an instance on several hosts "
+                "(Redis's password, PgBouncer's and the read replica's settings): leave them to it",
+            )
+    return None
+
+
 # In order: the first rule that fails stops the run.
 RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
     _whole_servers_once,
@@ -227,6 +258,7 @@ RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
     _media_shared,
     _private_addresses,
     _firewall_where_served,
+    _extra_env_leaves_cluster_keys,
 )
 
 

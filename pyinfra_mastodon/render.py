@@ -194,6 +194,7 @@ def _context(cfg: Any) -> dict[str, Any]:
         # where the application reaches the replica: on its own host inside the compose network (its
         # firewall admits only the other hosts to the published port)
         "replica_host": replica_host(cfg),
+        "trusted_proxies": ("127.0.0.1/8", "::1/128", *cfg.cluster.addresses("proxy")) if cfg.cluster else (),
         "redis_host": peer(cfg, "redis"),
         # where web and streaming publish their ports: the proxy on the same host, or on the instance's others
         "publish": str(cfg.private_address) if cfg.cluster else "127.0.0.1",

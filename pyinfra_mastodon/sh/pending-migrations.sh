@@ -13,10 +13,10 @@ ps_of() {
         --filter "label=com.docker.compose.service=$1" --filter label=com.docker.compose.oneoff=False \
         --filter status=running 2>/dev/null | head -n 1
 }
-web=$(ps_of web)
 if [ -n "${3:-}" ]; then
     image=$(docker image inspect --format '{{.Id}}' "$3" 2>/dev/null) || { echo unknown; exit 0; }
 else
+    web=$(ps_of web)
     [ -n "$web" ] || exit 0
     image=$(docker inspect --format '{{.Image}}' "$web" 2>/dev/null)
 fi

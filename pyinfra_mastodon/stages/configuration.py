@@ -46,10 +46,13 @@ def apply(cfg, done: Outcome) -> Outcome:
     if ca:
         create_folder(ca, " (local CA key, root only)")
     server_block = desired.nginx_file(cfg)
-    if server_block is None:  # a host of an instance on several hosts that runs no proxy
+    if server_block is None:
+        # a host of an instance on several hosts that runs no proxy: a server block this deploy wrote
+        # there (the host was a whole server, or the proxy) goes, as the converged check expects
+        _remove_stale_server_blocks(cfg, done.existing.get("nginx_confs", []), current=None)
         return done
     nginx = put_file(server_block)
-    stale = _remove_stale_server_blocks(cfg, done.existing.get("nginx_confs", []))
+    stale = _remove_stale_server_blocks(cfg, done.existing.get("nginx_confs", []), layout.nginx_conf(cfg.domain))
     return replace(done, proxy_config=(nginx, *stale))
 
 
@@ -65,17 +68,16 @@ def _write_env(env: desired.EnvFile) -> OperationMeta:
     )
 
 
-def _remove_stale_server_blocks(cfg, managed_confs: list[str]) -> list[OperationMeta]:
+def _remove_stale_server_blocks(cfg, managed_confs: list[str], current: str | None) -> list[OperationMeta]:
     """
     Remove the server blocks this deploy wrote for a former domain (an instance started over on a
     new one): two blocks would both claim ``default_server`` and the same upstream, and nginx would
     refuse the configuration.
 
     + managed_confs: the ``.conf`` files in ``user_conf.d`` that carry this deploy's header
+    + current: the host's own server block, None on a host that runs no proxy (every one goes)
     """
-    current = layout.nginx_conf(cfg.domain)
+    why = "server block of a former domain" if current else "this host runs no proxy"
     return [
-        files.file(name=f"Remove {path} (server block of a former domain)", path=path, present=False)
-        for path in managed_confs
-        if path != current
+        files.file(name=f"Remove {path} ({why})", path=path, present=False) for path in managed_confs if path != current
     ]

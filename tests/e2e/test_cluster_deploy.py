@@ -52,6 +52,7 @@ INSTANCE_SECRET_KEYS = (
 # the failover window, after which no request may reach the stopped host any more
 FAILOVER_WINDOW = layout.PROXY_FAIL_TIMEOUT
 LOOP = "/root/sbt-request-loop"
+STALE_BLOCK = f"{layout.NGINX_CONF_DIR}/social9.sandbox.test.conf"
 
 
 @pytest.fixture(scope="module")
@@ -531,6 +532,10 @@ def upgrade(cluster, again, bag):
     seen = db.out(
         "docker exec mastodon-db-1 psql -U postgres -tAc 'select coalesce(max(id), 0) from standin_events'"
     ).strip()
+    # a server block this deploy wrote on app1 when it was the proxy (or a whole server): it goes
+    cluster.boxes["app1"].out(
+        f"mkdir -p {layout.NGINX_CONF_DIR} && printf '{layout.MANAGED_HEADER}: old\\n' > {STALE_BLOCK}"
+    )
     start_loop(edge, 600)
     try:
         result = deploy(cluster, "cluster upgrade", bag=bag)  # the default mastodon_version
@@ -551,6 +556,12 @@ def test_an_upgrade_drops_no_request(cluster, upgrade):
     trust = edge_trust(cluster)
     assert instance_from(cluster.boxes["app2"], trust)["version"] == DEFAULT_VERSION
     assert not result.leaks(), result.leaks()
+
+
+def test_a_host_without_the_proxy_loses_an_old_server_block(cluster, upgrade):
+    result, _requests, _events = upgrade
+    assert cluster.boxes["app1"].ssh(f"test -e {STALE_BLOCK}").returncode == 1
+    assert f"Mastodon | Remove {STALE_BLOCK} (this host runs no proxy)" in result.changed_ops(), result.describe()
 
 
 def test_an_upgrade_runs_each_migration_once_before_and_after_the_app_hosts(cluster, upgrade):

@@ -194,3 +194,15 @@ def test_one_app_host_of_several_hosts_needs_object_storage_too():
     error = refusal(hosts)
     assert (error.host, error.key) == ("app1", "mastodon_s3_bucket")
     assert "reach the db host's backup" in error.problem
+
+
+def test_extra_env_may_not_set_what_the_cluster_writes():
+    extra = {"mastodon_extra_env": {"PREPARED_STATEMENTS": "true", "REPLICA_DB_HOST": "x"}}
+    error = refusal(cluster(**{name: extra for name in CLUSTER_ROLES}))
+    assert (error.host, error.key) == ("db", "mastodon_extra_env")
+    assert "PREPARED_STATEMENTS, REPLICA_DB_HOST" in error.problem
+
+
+def test_a_whole_server_may_point_extra_env_at_its_own_replica():
+    cfg = load_inventory_configs([("web1", {**BASE, "mastodon_extra_env": {"REPLICA_DB_NAME": "mastodon"}})])["web1"]
+    assert cfg.extra_env == {"REPLICA_DB_NAME": "mastodon"}
