@@ -6,10 +6,12 @@ is stated once, in ``deploy.STAGES``.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Callable
 
+from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
@@ -61,9 +63,16 @@ Stage = Callable[..., Outcome]
 
 def create_folder(folder: desired.Folder, note: str = "") -> OperationMeta:
     """``files.directory`` of one folder ``desired`` declares; ``note`` is said after its path."""
-    return files.directory(
-        name=f"Create {folder.path}{note}", path=folder.path, user=folder.user, group=folder.group, mode=folder.mode
-    )
+    # pyinfra tells operations apart by where they are called and their loop position: the hosts of an
+    # instance create different folders from one loop, so the position is the path's own (one
+    # operation per folder, whatever turn of the loop it comes at on each host)
+    host.loop_position.append(zlib.crc32(folder.path.encode()))
+    try:
+        return files.directory(
+            name=f"Create {folder.path}{note}", path=folder.path, user=folder.user, group=folder.group, mode=folder.mode
+        )
+    finally:
+        host.loop_position.pop()
 
 
 def put_file(file: desired.File) -> OperationMeta:

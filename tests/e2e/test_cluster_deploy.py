@@ -452,6 +452,7 @@ def test_the_host_suite_passes_on_each_host_for_its_roles(cluster, again, name):
     proc = run_host_suite(
         box,
         DOMAIN,
+        f"--mastodon-ca-file={edge_trust(cluster)}",
         f"--mastodon-roles={ROLES[name]}",
         f"--mastodon-services={','.join(SERVICES[name])}",
         f"--mastodon-private-address={cluster.address(name)}",
