@@ -173,7 +173,10 @@ INVENTORY_CASES = [
     ),
     (
         "a-read-replica-without-its-firewall",
-        {**CLUSTER, "edge": {**CLUSTER["edge"], "mastodon_roles": ["proxy", "db_replica"]}},
+        {
+            **CLUSTER,
+            "edge": {**CLUSTER["edge"], "mastodon_roles": ["proxy", "db_replica"], "mastodon_firewall": None},
+        },
         "edge",
         "mastodon_firewall",
     ),
