@@ -87,7 +87,7 @@ def complete(found: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _read(host_name: str) -> list[str]:
+def _read(host_name: str, path: str = layout.ENV_PRODUCTION_FILE) -> list[str]:
     target = inventory.get_host(host_name)
     if not getattr(target, "connected", False):
         # --limit left it out, or it could not be reached: without it, its hosts' secrets are unknown
@@ -99,12 +99,12 @@ def _read(host_name: str) -> list[str]:
     arguments, _ = pop_global_arguments(state, target, {})
     connector = {key: value for key, value in arguments.items() if key in CONNECTOR_ARGUMENT_KEYS}
     ok, output = target.run_shell_command(
-        StringCommand(read_command()), print_output=False, print_input=False, **connector
+        StringCommand(read_command(path)), print_output=False, print_input=False, **connector
     )
     if not ok:
         # no output in the message: it could hold a value
         raise DeployRefused(
-            f"host '{host_name}': could not read the instance's secrets in {layout.ENV_PRODUCTION_FILE} "
+            f"host '{host_name}': could not read the instance's secrets in {path} "
             "(run the deploy as root or with _sudo)"
         )
     return list(output.stdout_lines)
@@ -151,3 +151,27 @@ def _for_instance(cfg) -> dict[str, str]:
                 )
         cache[cfg.domain] = complete(found)
     return cache[cfg.domain]
+
+
+def from_backup(cfg, backup: str) -> dict[str, str]:
+    """
+    Mastodon's secrets (``secrets.SECRET_KEYS``) in the ``env.production`` of the db host's backup
+    ``backup`` (a folder name of ``layout.BACKUP_DIR``), read as ``for_instance`` reads the instance's:
+    a restore gives them to every host, the instance's own passwords staying (a backup of a whole
+    server has none; PostgreSQL's roles are not in the dump). Refused when one is missing.
+    """
+    path = f"{layout.BACKUP_DIR}/{backup}/env.production"
+    with _READING:
+        module = inventory._get_module()
+        cache: dict[tuple[str, str], dict[str, str]] = getattr(module, _CACHE + "_backups", None) or {}
+        setattr(module, _CACHE + "_backups", cache)
+        if (cfg.domain, backup) not in cache:
+            found = parse(_read(cfg.cluster.jobs_host, path))
+            missing = [key for key in SECRET_KEYS if key not in found]
+            if missing:
+                raise DeployRefused(
+                    f"host '{cfg.cluster.jobs_host}': {path} holds no {', '.join(missing)}: not a backup this "
+                    "deploy took of a Mastodon instance, nothing restored"
+                )
+            cache[(cfg.domain, backup)] = {key: found[key] for key in SECRET_KEYS}
+    return cache[(cfg.domain, backup)]

@@ -12,6 +12,7 @@ No command built here ever holds a secret: secrets travel on standard input.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -309,10 +310,26 @@ def job_script(name: str, *args: object, installed: bool = False) -> str:
     return script(name, *words)
 
 
-def restore(name: str, wait_timeout: int) -> str:
-    """``sh/restore.sh``: the backup ``name`` (or ``latest``) back into the instance."""
+def restore(
+    name: str,
+    wait_timeout: int,
+    keep_env: bool = False,
+    data_services: Sequence[str] | None = None,
+) -> str:
+    """
+    ``sh/restore.sh``: the backup ``name`` (or ``latest``) back into the instance; ``keep_env`` leaves
+    the env files as they are; ``data_services`` are started alone for the database's restore.
+    """
     owner = f"{layout.MASTODON_USER}:{layout.MASTODON_GROUP}"
-    data = layout.service_names(layout.DATA)
+    env = "keep" if keep_env else "restore"
     return script(
-        "restore", layout.BACKUP_DIR, name, layout.BASE_DIR, layout.ADMIN_PASSWORD_FILE, owner, wait_timeout, *data
+        "restore",
+        layout.BACKUP_DIR,
+        name,
+        layout.BASE_DIR,
+        layout.ADMIN_PASSWORD_FILE,
+        owner,
+        wait_timeout,
+        env,
+        *(layout.service_names(layout.DATA) if data_services is None else data_services),
     )

@@ -601,7 +601,8 @@ PRIMARY_REPLICATION_SQL = (
     "SELECT 'standby', coalesce(host(client_addr), 'local'), state, "
     "coalesce(round(extract(epoch FROM replay_lag)::numeric, 3), 0), "
     "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0) FROM pg_stat_replication "
-    "UNION ALL SELECT 'slot', slot_name, CASE WHEN active THEN 'active' ELSE 'inactive' END, 0, "
+    "UNION ALL SELECT 'slot', slot_name, CASE WHEN active THEN 'active' ELSE 'inactive' END "
+    "|| ' ' || coalesce(wal_status, 'unknown'), 0, "
     "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0) FROM pg_replication_slots"
 )
 REPLICA_REPLICATION_SQL = (
@@ -617,7 +618,8 @@ class Replication(FactBase[list]):
     """
     Streaming replication as PostgreSQL sees it, one dict per row: on the primary (``service`` db) each
     standby (``kind`` standby: its address, state, replay lag in seconds, bytes not replayed) and each
-    slot (bytes of WAL it holds); on the replica (``service`` replica) itself (standby or primary, the
+    slot (its state and ``wal_status``, as "active reserved"; bytes of WAL it holds); on the replica
+    (``service`` replica) itself (standby or primary, the
     WAL receiver's status, seconds and bytes its replay is behind). Empty when the service does not run.
 
     + service: ``db`` or ``replica``

@@ -241,6 +241,30 @@ def _extra_env_leaves_cluster_keys(inst: Instance) -> tuple[str, str, str] | Non
     return None
 
 
+def _pools_fit(inst: Instance) -> tuple[str, str, str] | None:
+    # every PgBouncer keeps up to its pool size of connections open to the one PostgreSQL; the db
+    # host's own application, the one-off jobs, backups and status need the rest
+    if not inst.several_hosts:
+        return None
+    pooled = [
+        (name, cfg.pgbouncer_pool_size)
+        for name, cfg in inst.configs.items()
+        if cfg.pgbouncer and "db" not in cfg.roles and set(layout.POOLED_ROLES) & set(cfg.roles)
+    ]
+    room = layout.POSTGRES_MAX_CONNECTIONS - layout.POSTGRES_CONNECTIONS_KEPT
+    total = sum(size for _name, size in pooled)
+    if total > room:
+        return (
+            pooled[-1][0],
+            "mastodon_pgbouncer_pool_size",
+            f"the PgBouncer pools of {_names([name for name, _size in pooled])} add up to {total} connections, "
+            f"over the {room} PostgreSQL can give them (max_connections {layout.POSTGRES_MAX_CONNECTIONS}, "
+            f"{layout.POSTGRES_CONNECTIONS_KEPT} kept for the superuser, the db host and one-off jobs): "
+            "lower the pool size (a transaction pool of 10 serves a busy host)",
+        )
+    return None
+
+
 # In order: the first rule that fails stops the run.
 RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
     _whole_servers_once,
@@ -259,6 +283,7 @@ RULES: tuple[Callable[[Instance], tuple[str, str, str] | None], ...] = (
     _private_addresses,
     _firewall_where_served,
     _extra_env_leaves_cluster_keys,
+    _pools_fit,
 )
 
 

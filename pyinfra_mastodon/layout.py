@@ -286,6 +286,11 @@ PG_HBA_CONTAINER = "/etc/pyinfra-mastodon/pg_hba.conf"
 # The replica's physical replication slot on the primary: the primary keeps the WAL the replica
 # has not received yet, so a replica that was away catches up instead of needing a new copy.
 REPLICA_SLOT = "mastodon_replica"
+# PostgreSQL's max_connections in the db image (its default), and what of it no PgBouncer pool may
+# take: superuser_reserved_connections (3) and room for the db host's application, the one-off jobs
+# (migrations, tootctl), backups and status (instance._pools_fit).
+POSTGRES_MAX_CONNECTIONS = 100
+POSTGRES_CONNECTIONS_KEPT = 20
 # The proxy of an instance on several hosts leaves a web or streaming host that failed once out for
 # this long (nginx's fail_timeout). A rolling restart waits as long after each host is healthy
 # again, so that the proxy has taken it back before the next host goes down: with both out at once,

@@ -545,8 +545,32 @@ def remove_firewall():
     yield "systemctl daemon-reload"
 
 
+def backup_refusal(info: dict | None, backup: str, version: str) -> str | None:
+    """
+    Why the backup ``info`` (``BackupInfo``) cannot be restored into a deploy of Mastodon ``version``,
+    or None when it can.
+    """
+    if info is None:
+        return (
+            f"no backup '{backup}' in {layout.BACKUP_DIR} (a folder with a manifest): take one with "
+            f"pyinfra_mastodon.tasks.backup, or copy one there from another host (README, Backups and restore)"
+        )
+    if info.get("mastodon_version") != version:
+        return (
+            f"backup {info['name']} was taken on Mastodon {info.get('mastodon_version') or 'unknown'}, this "
+            f"deploy runs {version} (mastodon_version): deploy that version, restore, then upgrade"
+        )
+    return None
+
+
 @operation()
-def restore_backup(backup: str, version: str, wait_timeout: int = 300):
+def restore_backup(
+    backup: str,
+    version: str,
+    wait_timeout: int = 300,
+    keep_env: bool = False,
+    data_services: Sequence[str] | None = None,
+):
     """
     Put a backup of ``layout.BACKUP_DIR`` back: the env files and the owner's password file, a new
     database from its dump, its media over ``public/system``; every service stops first and starts
@@ -555,35 +579,73 @@ def restore_backup(backup: str, version: str, wait_timeout: int = 300):
     + backup: the backup's name, or ``latest`` for the newest
     + version: the Mastodon version the deploy runs; a backup of another version is refused
     + wait_timeout: seconds to wait for every service to be healthy again
+    + keep_env: leave the env files as they are (the db host of an instance on several hosts: the
+      deploy wrote them already, with the backup's Mastodon secrets and the instance's passwords)
+    + data_services: the data services on this host, started alone while the database is restored
+      (default: db and redis, a whole server's)
 
     What it would replace is said before the command (``--dry`` shows it); nothing of a secret is.
     """
     info = host.get_fact(BackupInfo, backup=backup)
-    if info is None:
-        raise OperationError(
-            f"no backup '{backup}' in {layout.BACKUP_DIR} (a folder with a manifest): take one with "
-            f"pyinfra_mastodon.tasks.backup, or copy one there from another host (README, Backups and restore)"
-        )
-    if info.get("mastodon_version") != version:
-        raise OperationError(
-            f"backup {info['name']} was taken on Mastodon {info.get('mastodon_version') or 'unknown'}, this "
-            f"deploy runs {version} (mastodon_version): deploy that version, restore, then upgrade"
-        )
+    refusal = backup_refusal(info, backup, version)
+    if refusal:
+        raise OperationError(refusal)
+    assert info is not None
     mib = info["files"].get("database.dump", 0) // 1048576
     env = ", ".join(
         f".{f} ({'identical' if same else 'differs: replaced'})" for f, same in sorted(info["same"].items())
     )
+    if keep_env:
+        env = "kept as the deploy writes them, with the backup's Mastodon secrets"
     host.log(
         f"restore {info['name']} (taken {info.get('created', '?')}, Mastodon {version}): every service stops; "
         f"the database '{layout.DB_NAME}' is replaced by the backup's dump ({mib} MiB); env files: {env}; "
         f"the media of the backup are written over {layout.BASE_DIR}/{layout.MEDIA['data_dir']}; "
         "then every service starts again"
     )
-    yield commands.restore(info["name"], wait_timeout)
+    yield commands.restore(info["name"], wait_timeout, keep_env=keep_env, data_services=data_services)
+
+
+def postgres_major_change(db_host, image: str, rollback: bool = False) -> tuple[int, int] | None:
+    """
+    The PostgreSQL majors ``(running, target)`` of moving ``db_host``'s db service to ``image``; None
+    when it runs that major already. Raises ``OperationError`` when the change cannot be made: the
+    majors unknown, the wrong direction, the db not running for an upgrade, the new major's folder
+    holding a database already (upgrade) or none (rollback). Every check reads ``db_host``'s facts.
+    """
+    db = (db_host.get_fact(ComposeServices, project=layout.COMPOSE_PROJECT) or {}).get("db")
+    running = postgres_major(db["image"]) if db and db.get("image") else None
+    target = postgres_major(image)
+    task = "postgres_rollback" if rollback else "postgres_upgrade"
+    if running is None or target is None:
+        raise OperationError(
+            f"cannot tell the PostgreSQL majors (db runs {db['image'] if db else 'no container'}, wanted {image}): "
+            f"{task} needs the db container and image tags that name a major (postgres:17-alpine)"
+        )
+    if running == target:
+        return None
+    if rollback != (target < running):
+        other = "postgres_upgrade" if rollback else "postgres_rollback"
+        raise OperationError(f"{image} is PostgreSQL {target}, db runs {running}: that is {other}, not {task}")
+    if not rollback and db["state"] != "running":
+        raise OperationError(f"db is {db['state']}: the upgrade dumps the running database; start it first")
+    new = f"{layout.BASE_DIR}/{layout.db_data_dir(target)}"
+    present = db_host.get_fact(PathsPresent, paths=[f"{new}/pgdata/PG_VERSION"])
+    if not rollback and present:
+        raise OperationError(f"{new} holds a PostgreSQL database already: remove it to upgrade again")
+    if rollback and not present:
+        raise OperationError(f"{new} holds no PostgreSQL database to go back to")
+    return running, target
 
 
 @operation()
-def change_postgres_major(image: str, compose_file: str, rollback: bool = False, wait_timeout: int = 300):
+def change_postgres_major(
+    image: str,
+    compose_file: str,
+    rollback: bool = False,
+    wait_timeout: int = 300,
+    apps: Sequence[str] | None = None,
+):
     """
     Move the db service to the PostgreSQL major of ``image``, each major in a data folder of its own
     (``layout.db_data_dir``): an upgrade dumps the database, restores it into the new major's empty
@@ -594,42 +656,34 @@ def change_postgres_major(image: str, compose_file: str, rollback: bool = False,
     + compose_file: the compose file for that image (rendered), put in place at the switch
     + rollback: go back to an older major's folder instead of upgrading
     + wait_timeout: seconds to wait for the services to be healthy
+    + apps: the application's services on this host, stopped while the database moves (default:
+      web, streaming and sidekiq, a whole server's)
     """
-    db = (host.get_fact(ComposeServices, project=layout.COMPOSE_PROJECT) or {}).get("db")
-    running = postgres_major(db["image"]) if db and db.get("image") else None
-    target = postgres_major(image)
-    task = "postgres_rollback" if rollback else "postgres_upgrade"
-    if running is None or target is None:
-        raise OperationError(
-            f"cannot tell the PostgreSQL majors (db runs {db['image'] if db else 'no container'}, wanted {image}): "
-            f"{task} needs the db container and image tags that name a major (postgres:17-alpine)"
-        )
-    if running == target:
-        host.noop(f"db runs PostgreSQL {running} already")
+    majors = postgres_major_change(host, image, rollback)
+    if majors is None:
+        host.noop(f"db runs PostgreSQL {postgres_major(image)} already")
         return
-    if rollback != (target < running):
-        other = "postgres_upgrade" if rollback else "postgres_rollback"
-        raise OperationError(f"{image} is PostgreSQL {target}, db runs {running}: that is {other}, not {task}")
-    if not rollback and db["state"] != "running":
-        raise OperationError(f"db is {db['state']}: the upgrade dumps the running database; start it first")
+    running, target = majors
     old, new = (f"{layout.BASE_DIR}/{layout.db_data_dir(major)}" for major in (running, target))
-    present = host.get_fact(PathsPresent, paths=[f"{new}/pgdata/PG_VERSION"])
-    if not rollback and present:
-        raise OperationError(f"{new} holds a PostgreSQL database already: remove it to upgrade again")
-    if rollback and not present:
-        raise OperationError(f"{new} holds no PostgreSQL database to go back to")
     if rollback:
         host.log(f"PostgreSQL {running} -> {target}: back to {new} as the upgrade left it; {old} is kept")
     else:
         host.log(
-            f"PostgreSQL {running} -> {target}: web, streaming and sidekiq stop; the database is dumped to "
+            f"PostgreSQL {running} -> {target}: the application stops; the database is dumped to "
             f"{layout.BACKUP_DIR}; {image} starts in the new folder {new}, the dump is restored and every "
             f"table's row count compared; {old} is kept for postgres_rollback"
         )
     mode = "rollback" if rollback else "upgrade"
-    apps = layout.service_names(layout.APP)
     owner = f"{layout.MASTODON_UID}:{layout.MASTODON_GID}"
     command = commands.script(
-        "postgres-major", mode, old, new, layout.COMPOSE_FILE, layout.BACKUP_DIR, wait_timeout, owner, *apps
+        "postgres-major",
+        mode,
+        old,
+        new,
+        layout.COMPOSE_FILE,
+        layout.BACKUP_DIR,
+        wait_timeout,
+        owner,
+        *(layout.service_names(layout.APP) if apps is None else apps),
     )
     yield StringCommand(command, _stdin=compose_file)

@@ -789,9 +789,17 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         20,
         "PostgreSQL connections PgBouncer keeps open for this host's application (`DEFAULT_POOL_SIZE`)",
-        # PostgreSQL's max_connections is 100 in the db image, shared by every host's pool
-        validate=_int_range(1, 90),
+        # PostgreSQL's max_connections is 100 in the db image, shared by every host's pool (instance._pools_fit)
+        validate=_int_range(1, 80),
         per_host=True,
+    ),
+    Setting(
+        "mastodon_replica_max_slot_wal_mb",
+        int,
+        8192,
+        "MiB of WAL the primary keeps for a lagging read replica (`max_slot_wal_keep_size`); then it needs a new copy",
+        # without a limit a stopped replica's slot keeps WAL until the db host's disk is full
+        validate=_int_range(256, 1048576),
     ),
     Setting(
         "mastodon_pgbouncer_max_client_conn",

@@ -10,21 +10,49 @@ Operator tasks, each one command for one host (``--limit HOST``) or the whole fl
 from __future__ import annotations
 
 from dataclasses import replace
+from io import StringIO
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra import host, inventory
+from pyinfra.api import OperationError, deploy
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.command import StringCommand
-from pyinfra.operations import python, server
+from pyinfra.operations import files, python, server
 
-from . import commands, layout, preflight
+from . import cluster_secrets, commands, desired, layout, preflight
 from .deploy import run_stages, select, validated_config
 from .errors import DeployRefused
-from .facts import CertificateState, ComposeServices, FreeSpace, PostgresReady, Replication, TimerRuns
-from .operations import adopt_upstream_data, change_postgres_major, nothing_to_do, restore_backup
+from .facts import (
+    BackupInfo,
+    CertificateState,
+    ComposeServices,
+    FreeSpace,
+    PathsPresent,
+    PostgresReady,
+    Replication,
+    TimerRuns,
+)
+from .operations import (
+    adopt_upstream_data,
+    backup_refusal,
+    change_postgres_major,
+    clone_replica,
+    nothing_to_do,
+    postgres_major_change,
+    restore_backup,
+)
 from .render import has_replica, host_services, render
+from .render import replica_data_dir as render_replica_data_dir
 from .settings import DEFAULTS
-from .stages import database, rolling, services, system
+from .stages import (
+    configuration,
+    create_folder,
+    database,
+    rolling,
+    runs_jobs,
+    services,
+    system,
+    unless_jobs_host_failed,
+)
 
 
 def _locked_config():
@@ -47,14 +75,6 @@ def _elsewhere(cfg, task: str) -> bool:
         reason=f"{task} runs on '{cfg.cluster.jobs_host}', the db host of {cfg.domain}, where its jobs run",
     )
     return True
-
-
-def _whole_server_only(cfg, task: str) -> None:
-    if cfg.cluster is not None:
-        raise DeployRefused(
-            f"host '{cfg.host}': {task} of an instance on several hosts ({cfg.domain}) is not done by this "
-            "version yet (README: Known limits)"
-        )
 
 
 @deploy("Start Mastodon", data_defaults=DEFAULTS)
@@ -153,7 +173,7 @@ def status() -> None:
         health = f" ({info['health']})" if info.get("health") else ""
         host.log(f"{service:<10} {info['state']}{health}  {info['image']}  since {info['started_at']}")
     if has_replica(cfg) and {"db", "db_replica"} & set(cfg.roles):
-        _replication_status("replica" if "db_replica" in cfg.roles else "db")
+        _replication_status("replica" if "db_replica" in cfg.roles else "db", cfg.replica_max_slot_wal_mb)
     if "proxy" in cfg.roles:
         cert = host.get_fact(CertificateState, domain=cfg.domain)
         served = "served on 443" if cert["served"] else "NOT served on 443"
@@ -170,8 +190,15 @@ def status() -> None:
             host.log(f"{'timer':<10} {timer.name}: last run {run['last']} ({run['result']}), next {run['next']}")
 
 
-def _replication_status(service: str) -> None:
-    """The read replica's replication: seen from the primary on the db host, from itself on its host."""
+# status warns when a slot holds more than this share of max_slot_wal_keep_size
+_SLOT_WARN_SHARE = 0.8
+
+
+def _replication_status(service: str, max_slot_wal_mb: int) -> None:
+    """
+    The read replica's replication: seen from the primary on the db host, from itself on its host. A
+    slot near ``max_slot_wal_keep_size``, or past it, is a warning: the replica will need a new copy.
+    """
     rows = host.get_fact(Replication, service=service)
     if not rows:
         host.log(f"{'replication':<10} {service} does not answer: no replication state")
@@ -181,7 +208,15 @@ def _replication_status(service: str) -> None:
                 f"standby {row['name']}: {row['state']}, replay lag {row['lag']} s, {row['bytes']} bytes not replayed"
             )
         elif row["kind"] == "slot":
-            what = f"slot {row['name']}: {row['state']}, holds {row['bytes']} bytes of WAL"
+            state, _, wal = row["state"].partition(" ")
+            what = f"slot {row['name']}: {state}, WAL {wal or 'unknown'}, holds {row['bytes']} bytes of WAL"
+            held = int(row["bytes"]) if row["bytes"].isdigit() else 0
+            if wal in ("unreserved", "lost") or held > _SLOT_WARN_SHARE * max_slot_wal_mb * 1048576:
+                what += (
+                    f"; WARNING: near or past mastodon_replica_max_slot_wal_mb ({max_slot_wal_mb} MiB): "
+                    "once the primary drops that WAL the replica cannot catch up and needs a new copy "
+                    "(README: read replica)"
+                )
         else:
             what = (
                 f"this replica is a {row['name']} ({row['state']}), replay {row['lag']} s and "
@@ -254,13 +289,68 @@ def restore() -> None:
     ``--dry`` says what it would replace. On a new server: deploy, copy the backup's folder there, restore.
     """
     cfg = _locked_config()
-    _whole_server_only(cfg, "restore")
+    if cfg.cluster is not None:
+        _restore_instance(cfg)
+        return
     restore_backup(
         name=f"Restore the backup {cfg.restore_from}",
         backup=cfg.restore_from,
         version=cfg.version,
         wait_timeout=cfg.healthy_timeout,
     )
+
+
+def _app_services(cfg, *more: str) -> tuple[str, ...]:
+    """The application's services on this host (with PgBouncer), and ``more`` of those it runs."""
+    wanted = (*layout.service_names(layout.APP), "pgbouncer", *more)
+    return tuple(service for service in host_services(cfg) if service in wanted)
+
+
+def _stop_for_database(cfg, what: str, *more: str) -> None:
+    """On every host of the instance but the db host: its application stops, before the db host's change."""
+    here = _app_services(cfg, *more)
+    if not runs_jobs(cfg) and here:
+        server.shell(name=f"Stop {', '.join(here)} for {what}", commands=[commands.compose("stop", *here)])
+
+
+def _start_after_database(cfg, what: str) -> None:
+    """On every host of the instance but the db host, once the db host's change succeeded: everything up."""
+    if not runs_jobs(cfg) and _app_services(cfg, "replica"):
+        server.shell(
+            name=f"Start the application again after {what}",
+            commands=[commands.compose(f"up --detach --wait --wait-timeout {int(cfg.healthy_timeout)}")],
+            **unless_jobs_host_failed(cfg),
+        )
+
+
+def _restore_instance(cfg) -> None:
+    """
+    ``restore`` of an instance on several hosts: the backup is the db host's; it is checked there by
+    every host before any change, the other hosts' application stops, every host's env files get the
+    backup's Mastodon secrets (the instance keeps its own passwords: PostgreSQL's roles are not in the
+    dump), the db host restores its database (streamed to the read replica like any write), then the
+    application starts again. A backup of a whole server restores into an instance on several hosts.
+    """
+    jobs_host = cfg.cluster.jobs_host
+    info = inventory.get_host(jobs_host).get_fact(BackupInfo, backup=cfg.restore_from)
+    refusal = backup_refusal(info, cfg.restore_from, cfg.version)
+    if refusal:
+        raise DeployRefused(f"host '{jobs_host}': {refusal}; nothing restored on any host of {cfg.domain}")
+    assert info is not None
+    backup_secrets = cluster_secrets.from_backup(cfg, info["name"])
+    what = f"the restore of {info['name']}"
+    _stop_for_database(cfg, what)
+    configuration.write_env_files(cfg, {**cluster_secrets.for_instance(cfg), **backup_secrets})
+    if runs_jobs(cfg):
+        restore_backup(
+            name=f"Restore the backup {info['name']} on the db host",
+            backup=info["name"],
+            version=cfg.version,
+            wait_timeout=cfg.healthy_timeout,
+            keep_env=True,
+            data_services=tuple(name for name in layout.service_names(layout.DATA) if name in host_services(cfg)),
+        )
+    _start_after_database(cfg, what)
 
 
 @deploy("Upgrade PostgreSQL to a new major", data_defaults=DEFAULTS)
@@ -273,8 +363,10 @@ def postgres_upgrade() -> None:
     Afterwards set ``mastodon_postgres_image`` to that image. ``--dry`` says what it would do.
     """
     cfg = _locked_config()
-    _whole_server_only(cfg, "postgres_upgrade")
     target = replace(cfg, postgres_image=cfg.postgres_upgrade_image)
+    if cfg.cluster is not None:
+        _change_major_on_instance(cfg, target, rollback=False)
+        return
     change_postgres_major(
         name=f"Upgrade PostgreSQL to {cfg.postgres_upgrade_image}",
         image=cfg.postgres_upgrade_image,
@@ -290,11 +382,80 @@ def postgres_rollback() -> None:
     first), in the folder ``postgres_upgrade`` left: the database as it was before the upgrade.
     """
     cfg = _locked_config()
-    _whole_server_only(cfg, "postgres_rollback")
+    if cfg.cluster is not None:
+        _change_major_on_instance(cfg, cfg, rollback=True)
+        return
     change_postgres_major(
         name=f"Roll PostgreSQL back to {cfg.images['db']}",
         image=cfg.images["db"],
         compose_file=render("docker-compose.yml.j2", cfg),
         rollback=True,
         wait_timeout=cfg.healthy_timeout,
+    )
+
+
+def _change_major_on_instance(cfg, target, rollback: bool) -> None:
+    """
+    ``postgres_upgrade`` or ``postgres_rollback`` of an instance on several hosts. Checked on the db host
+    by every host before any change; then the other hosts' application and the read replica stop, the
+    db host moves its PostgreSQL (``change_postgres_major``), the replica host takes the new major's
+    compose file and a copy of the new primary in that major's folder of its own (after a rollback: the
+    old folder, which streams again from the old primary's slot), and the application starts again.
+    """
+    jobs_host = cfg.cluster.jobs_host
+    image = target.images["db"]
+    try:
+        majors = postgres_major_change(inventory.get_host(jobs_host), image, rollback)
+    except OperationError as error:
+        raise DeployRefused(f"host '{jobs_host}': {error}; nothing changed on any host of {cfg.domain}") from None
+    task = "postgres_rollback" if rollback else "postgres_upgrade"
+    if majors is None:
+        nothing_to_do(name=f"{task}: db runs {image}", reason=f"the db host '{jobs_host}' runs {image}'s major already")
+        return
+    replica_here = "replica" in host_services(cfg)
+    pgdata = f"{layout.BASE_DIR}/{render_replica_data_dir(target)}/pgdata"
+    if replica_here and not rollback and host.get_fact(PathsPresent, paths=[f"{pgdata}/PG_VERSION"]):
+        raise DeployRefused(
+            f"host '{cfg.host}': {pgdata} holds a copy of a database already (an earlier upgrade, rolled back?): "
+            "remove that folder to upgrade again; nothing changed"
+        )
+    what = f"PostgreSQL {majors[0]} -> {majors[1]}"
+    _stop_for_database(cfg, what, "replica")
+    if runs_jobs(cfg):
+        change_postgres_major(
+            name=f"{'Roll PostgreSQL back' if rollback else 'Upgrade PostgreSQL'} to {image} on the db host",
+            image=image,
+            compose_file=render("docker-compose.yml.j2", target),
+            rollback=rollback,
+            wait_timeout=cfg.healthy_timeout,
+            apps=tuple(name for name in layout.service_names(layout.APP) if name in host_services(cfg)),
+        )
+    if replica_here:
+        _replica_in_major(cfg, target, pgdata)
+    _start_after_database(cfg, what)
+
+
+def _replica_in_major(cfg, target, pgdata: str) -> None:
+    """The read replica on its host in the db major of ``target``: its folder, compose file and copy."""
+    guard = unless_jobs_host_failed(cfg)
+    for folder in desired.system_folders(target):
+        if folder.path == pgdata.rsplit("/", 1)[0]:
+            create_folder(folder)
+    compose_file = desired.compose_file(target)
+    files.put(
+        name=f"Write {compose_file.path} (the read replica in PostgreSQL {render_replica_data_dir(target)})",
+        src=StringIO(compose_file.content),
+        dest=compose_file.path,
+        user=compose_file.user,
+        group=compose_file.group,
+        mode=compose_file.mode,
+        **guard,
+    )
+    clone_replica(
+        name="Copy the primary into the read replica",
+        pgdata=pgdata,
+        primary=cfg.cluster.address("db"),
+        port=layout.SERVICE_PORTS["db"],
+        timeout=cfg.postgres_wait_timeout,
+        **guard,
     )

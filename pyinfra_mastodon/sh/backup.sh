@@ -43,6 +43,11 @@ tar -C "$base" --exclude="$media/cache" -cf "$tmp/media.tar" "$media"
 web=$(docker ps -q --filter "label=com.docker.compose.project=$MASTODON_PROJECT" \
     --filter label=com.docker.compose.service=web --filter label=com.docker.compose.oneoff=False | head -n 1)
 web_image=$(if [ -n "$web" ]; then docker inspect --format '{{.Config.Image}}' "$web"; fi)
+# The db host of an instance on several hosts runs no web: the version is that of the web its
+# one-off jobs run in (the compose file's, under its profile).
+if [ -z "$web_image" ]; then
+    web_image=$(compose --profile jobs config --images web 2>/dev/null | head -n 1)
+fi
 {
     echo "format 1"
     echo "created $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -2,11 +2,13 @@
 # owner's password file, the database, the media; the services stop first, start again last, healthy.
 # $1: the backups' folder  $2: a backup's name  $3: the instance's folder
 # $4: the owner's password file  $5: owner:group of the env files  $6: seconds to wait for health
-# $7...: the data services (started alone while the database is restored)
+# $7: "restore" the env files, or "keep" them (the db host of an instance on several hosts, whose env
+# files the deploy writes with the backup's Mastodon secrets: the backup's would undo its cluster's)
+# $8...: the data services (started alone while the database is restored)
 set -eu
 umask 077
-root=$1 name=$2 base=$3 password_file=$4 owner=$5 timeout=$6
-shift 6
+root=$1 name=$2 base=$3 password_file=$4 owner=$5 timeout=$6 env=$7
+shift 7
 dir=$root/$name
 if [ ! -f "$dir/manifest" ]; then
     echo "no backup '$name' in $root (a folder with a manifest): nothing restored" >&2
@@ -26,8 +28,10 @@ put() {
     chmod 600 "$new"
     mv "$new" "$2"
 }
-put "$dir/env.production" "$base/.env.production" "$owner"
-put "$dir/env.db" "$base/.env.db" "$owner"
+if [ "$env" = restore ]; then
+    put "$dir/env.production" "$base/.env.production" "$owner"
+    put "$dir/env.db" "$base/.env.db" "$owner"
+fi
 if [ -f "$dir/admin-password" ]; then put "$dir/admin-password" "$password_file" root:root; fi
 compose up --detach --wait --wait-timeout "$timeout" "$@"
 # A new, empty database, then the dump: nothing of the replaced one (a table made since) survives.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from io import StringIO
 from typing import Callable
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
@@ -56,6 +56,23 @@ def rolling() -> bool:
 def runs_jobs(cfg) -> bool:
     """The host runs the database's one-off jobs: a whole server, or the db host of an instance on several."""
     return cfg.cluster is None or cfg.host == cfg.cluster.jobs_host
+
+
+def unless_jobs_host_failed(cfg) -> dict:
+    """
+    ``_if`` for an operation of another host of an instance on several hosts that must not run once its
+    db host failed in this run (a failed pre-deployment migration, restore or upgrade there): pyinfra
+    goes on with the hosts that did not fail, which would start or restart the application on a
+    database that is not as it expects. ``{}`` on a whole server and on the db host.
+    """
+    if cfg.cluster is None or runs_jobs(cfg):
+        return {}
+    jobs_host = cfg.cluster.jobs_host
+
+    def jobs_host_ok() -> bool:
+        return jobs_host not in {failed.name for failed in state.failed_hosts}
+
+    return {"_if": jobs_host_ok}
 
 
 Stage = Callable[..., Outcome]

@@ -19,22 +19,7 @@ def apply(cfg, done: Outcome) -> Outcome:
     """Write the four files; returns the proxy's configuration changes for its reload."""
     for folder in desired.config_folders(cfg):
         create_folder(folder)
-    envs = {env.path: env for env in desired.env_files(cfg, done.instance_secrets)}
-    # One call site per file, not a loop: the hosts of an instance write different sets of them, and
-    # pyinfra tells operations apart by where they are called (its results would name one for another).
-    if layout.ENV_DB_FILE in envs:
-        _write_env(envs.pop(layout.ENV_DB_FILE))
-    if layout.ENV_REDIS_FILE in envs:
-        _write_env(envs.pop(layout.ENV_REDIS_FILE))
-    if layout.ENV_REPLICA_FILE in envs:
-        _write_env(envs.pop(layout.ENV_REPLICA_FILE))
-    if layout.ENV_PGBOUNCER_FILE in envs:
-        _write_env(envs.pop(layout.ENV_PGBOUNCER_FILE))
-    if layout.ENV_PRODUCTION_FILE in envs:
-        _write_env(envs.pop(layout.ENV_PRODUCTION_FILE))
-    if layout.RESTIC_ENV_FILE in envs:
-        _write_env(envs.pop(layout.RESTIC_ENV_FILE))
-    assert not envs, f"an env file without its call site: {sorted(envs)}"
+    write_env_files(cfg, done.instance_secrets)
     for path in desired.absent_config_files(cfg):
         files.file(name=f"Remove {path} (no restic repository)", path=path, present=False)
     hba = desired.pg_hba_file(cfg)
@@ -54,6 +39,26 @@ def apply(cfg, done: Outcome) -> Outcome:
     nginx = put_file(server_block)
     stale = _remove_stale_server_blocks(cfg, done.existing.get("nginx_confs", []), layout.nginx_conf(cfg.domain))
     return replace(done, proxy_config=(nginx, *stale))
+
+
+def write_env_files(cfg, instance_secrets: dict) -> None:
+    """The host's env files (``desired.env_files``), with the instance's secrets on several hosts."""
+    envs = {env.path: env for env in desired.env_files(cfg, instance_secrets)}
+    # One call site per file, not a loop: the hosts of an instance write different sets of them, and
+    # pyinfra tells operations apart by where they are called (its results would name one for another).
+    if layout.ENV_DB_FILE in envs:
+        _write_env(envs.pop(layout.ENV_DB_FILE))
+    if layout.ENV_REDIS_FILE in envs:
+        _write_env(envs.pop(layout.ENV_REDIS_FILE))
+    if layout.ENV_REPLICA_FILE in envs:
+        _write_env(envs.pop(layout.ENV_REPLICA_FILE))
+    if layout.ENV_PGBOUNCER_FILE in envs:
+        _write_env(envs.pop(layout.ENV_PGBOUNCER_FILE))
+    if layout.ENV_PRODUCTION_FILE in envs:
+        _write_env(envs.pop(layout.ENV_PRODUCTION_FILE))
+    if layout.RESTIC_ENV_FILE in envs:
+        _write_env(envs.pop(layout.RESTIC_ENV_FILE))
+    assert not envs, f"an env file without its call site: {sorted(envs)}"
 
 
 def _write_env(env: desired.EnvFile) -> OperationMeta:

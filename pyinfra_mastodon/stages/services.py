@@ -20,7 +20,7 @@ from ..operations import (
     wait_for_postgres,
 )
 from ..render import host_services
-from . import Outcome, rolling, runs_jobs
+from . import Outcome, rolling, runs_jobs, unless_jobs_host_failed
 
 
 def start_data_services(cfg, done: Outcome) -> Outcome:
@@ -78,6 +78,7 @@ def start_all(cfg, done: Outcome) -> Outcome:
         # an instance on several hosts: one host after the other, each healthy before the next
         settle=_settle(cfg),
         _serial=rolling(),
+        **unless_jobs_host_failed(cfg),
     )
     return done
 

@@ -432,7 +432,8 @@ def test_status_shows_each_hosts_own_services(cluster, again, bag):
     replication = [line for line in result.stderr.splitlines() if "replication" in line]
     primary = [line for line in replication if "[db]" in line]
     assert any(f"standby {cluster.address('app2')}: streaming, replay lag" in line for line in primary), replication
-    assert any(f"slot {layout.REPLICA_SLOT}: active" in line for line in primary), replication
+    assert any(f"slot {layout.REPLICA_SLOT}: active, WAL reserved" in line for line in primary), replication
+    assert not any("WARNING" in line for line in primary), replication
     replica = [line for line in replication if "[app2]" in line]
     assert len(replica) == 1 and "this replica is a standby (streaming)" in replica[0], replication
     assert not result.leaks(), result.leaks()
@@ -596,3 +597,120 @@ def test_an_upgrade_restarts_the_app_hosts_one_after_the_other(cluster, upgrade)
         assert image.endswith(f":v{DEFAULT_VERSION}"), (name, image)
         started[name] = float(when)
     assert abs(started["app2"] - started["app1"]) >= 5, started
+
+
+# ------------------------------------------------------------------- restore and PostgreSQL majors
+
+
+def replica_answers(app2, query: str, expected: str, seconds: float = 30) -> str:
+    """``query`` on the read replica until it answers ``expected`` (it streams) or ``seconds`` pass."""
+    deadline, seen = time.monotonic() + seconds, ""
+    while time.monotonic() < deadline:
+        seen = app2.out(
+            f"cd {BASE_DIR} && docker compose exec -T replica psql -X -U postgres -d postgres -tAc "
+            f"{shlex.quote(query)} 2>/dev/null; true"
+        ).strip()
+        if seen == expected:
+            break
+        time.sleep(0.5)
+    return seen
+
+
+def test_the_replica_keeps_no_password_and_the_primary_limits_the_slots_wal(cluster, upgrade):
+    app2, db = cluster.boxes["app2"], cluster.boxes["db"]
+    conf = f"{BASE_DIR}/{layout.replica_data_dir(14)}/pgdata/postgresql.auto.conf"
+    assert app2.out(f"grep -c 'primary_conninfo' {conf}").strip() == "1"
+    assert app2.ssh(f"grep -q 'password=' {conf}").returncode == 1, "the replica's primary_conninfo holds the password"
+    assert sql(db, "db", "show max_slot_wal_keep_size") == "8GB"
+    assert sql(db, "db", "select wal_status from pg_replication_slots") == "reserved"
+
+
+@pytest.fixture(scope="module")
+def restored(cluster, upgrade, bag):
+    """A backup with a row, a row written after it, then the restore of that backup over the instance."""
+    db = cluster.boxes["db"]
+    sql(db, "db", "CREATE TABLE sbt_restore (token text); INSERT INTO sbt_restore VALUES ('in-the-backup')")
+    backup = task(cluster, "backup", bag)
+    assert backup.ok, backup.describe()
+    sql(db, "db", "INSERT INTO sbt_restore VALUES ('after-the-backup')")
+    before = {name: secret_digests(cluster.boxes[name]) for name in ("db", "app1", "app2")}
+    result = task(cluster, "restore", bag)
+    return result, before
+
+
+def test_a_restore_over_several_hosts_puts_the_database_back_everywhere(cluster, restored):
+    result, before = restored
+    assert result.ok, result.describe()
+    db, app2 = cluster.boxes["db"], cluster.boxes["app2"]
+    assert sql(db, "db", "select string_agg(token, ',') from sbt_restore") == "in-the-backup"
+    # the logical restore streamed to the replica like any write
+    seen = replica_answers(app2, "select string_agg(token, ',') from sbt_restore", "in-the-backup")
+    assert seen == "in-the-backup", f"the replica has {seen!r}"
+    # the app hosts stopped before the db host's restore and started after it, healthy
+    ops = result.changed_ops()
+    stops = [op for op in ops if "for the restore of" in op]
+    assert len(stops) == 1 and "Stop pgbouncer, sidekiq, streaming, web" in stops[0], ops
+    restore, start = (next(i for i, op in enumerate(ops) if words in op) for words in ("on the db host", "again after"))
+    assert ops.index(stops[0]) < restore < start, ops
+    for name in ("app1", "app2"):
+        states = cluster.boxes[name].out(
+            f"cd {BASE_DIR} && docker compose ps --format '{{{{.Service}}}} {{{{.Health}}}}'"
+        )
+        assert all(
+            line.endswith("healthy") for line in states.splitlines() if line.split()[0] in ("web", "streaming")
+        ), (
+            name,
+            states,
+        )
+    assert instance_from(cluster.boxes["app1"], edge_trust(cluster))["version"] == DEFAULT_VERSION
+    # a backup of this instance: its secrets are the instance's, on every host
+    assert {name: secret_digests(cluster.boxes[name]) for name in ("db", "app1", "app2")} == before
+    assert not result.leaks(), result.leaks()
+
+
+def test_a_restore_refuses_on_every_host_without_the_backup(cluster, restored, bag):
+    result = task(cluster, "restore", bag, "--data", "mastodon_restore_from=20200101T000000Z")
+    assert not result.ok
+    assert "host 'db': no backup '20200101T000000Z'" in result.output, result.describe()
+    assert result.changed_ops() == [], result.describe()
+
+
+@pytest.fixture(scope="module")
+def new_major(cluster, restored, bag):
+    return task(cluster, "postgres_upgrade", bag)
+
+
+def test_a_postgres_upgrade_over_several_hosts_copies_the_replica_anew(cluster, new_major):
+    assert new_major.ok, new_major.describe()
+    db, app2 = cluster.boxes["db"], cluster.boxes["app2"]
+    assert sql(db, "db", "show server_version_num")[:2] == "17"
+    assert db.out(f"cat {BASE_DIR}/{layout.db_data_dir(17)}/pgdata/PG_VERSION").strip() == "17"
+    assert sql(db, "db", "select string_agg(token, ',') from sbt_restore") == "in-the-backup"
+    # the replica in a folder of the new major, streaming from the new primary through a new slot
+    assert app2.out(f"cat {BASE_DIR}/{layout.replica_data_dir(17)}/pgdata/PG_VERSION").strip() == "17"
+    assert replica_answers(app2, "select string_agg(token, ',') from sbt_restore", "in-the-backup") == "in-the-backup"
+    assert sql(app2, "replica", "select pg_is_in_recovery()") == "t"
+    assert sql(db, "db", "select slot_name || ' ' || active from pg_replication_slots") == f"{layout.REPLICA_SLOT} true"
+    # the old folders stay for the rollback
+    assert app2.ssh(f"test -s {BASE_DIR}/{layout.replica_data_dir(14)}/pgdata/PG_VERSION").returncode == 0
+    assert instance_from(cluster.boxes["app2"], edge_trust(cluster))["version"] == DEFAULT_VERSION
+    assert not new_major.leaks(), new_major.leaks()
+
+
+def test_a_postgres_rollback_over_several_hosts_streams_from_the_old_primary_again(cluster, new_major, bag):
+    assert new_major.ok, new_major.describe()
+    result = task(cluster, "postgres_rollback", bag)
+    assert result.ok, result.describe()
+    db, app2 = cluster.boxes["db"], cluster.boxes["app2"]
+    assert sql(db, "db", "show server_version_num")[:2] == "14"
+    # the old replica's folder catches up through the old primary's slot: no new copy
+    assert "Copy the primary into the read replica" not in result.changed_ops(), result.describe()
+    token = f"sbt-{secrets.token_hex(6)}"
+    sql(db, "db", f"INSERT INTO sbt_restore VALUES ('{token}')")
+    query = f"select count(*) from sbt_restore where token = '{token}'"
+    assert replica_answers(app2, query, "1") == "1", "the replica does not stream from the old primary"
+    assert instance_from(cluster.boxes["app1"], edge_trust(cluster))["version"] == DEFAULT_VERSION
+    # back where the settings say: the deploy finds nothing to change on any host
+    settled = deploy(cluster, "cluster after the rollback", bag=bag)
+    assert settled.ok and settled.changed_ops() == [], settled.describe()
+    assert not result.leaks() and not settled.leaks()

@@ -15,7 +15,7 @@ import pytest
 from contract import CA_CERT as DEFAULT_CA_FILE
 from host_helpers import Site
 
-from pyinfra_mastodon.layout import SINGLE_SERVER_ROLES, service_names
+from pyinfra_mastodon.layout import POOLED_ROLES, SINGLE_SERVER_ROLES, service_names
 
 
 def pytest_addoption(parser):
@@ -46,7 +46,19 @@ def pytest_addoption(parser):
     group.addoption(
         "--mastodon-services",
         default=None,
-        help="The compose services the host runs, comma-separated (default: those of its roles)",
+        help=(
+            "The compose services the host runs, comma-separated (default: those of its roles, with "
+            "pgbouncer on a cluster's app host without the db and replica with db_replica, as the deploy's defaults)"
+        ),
+    )
+    group.addoption(
+        "--mastodon-cluster",
+        action="store_true",
+        default=False,
+        help=(
+            "The host is one of an instance on several hosts (implied by --mastodon-private-address, or by "
+            "roles that are not a whole server's): needed for a host that runs all of a whole server's roles"
+        ),
     )
     group.addoption(
         "--mastodon-private-address",
@@ -73,6 +85,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "roles(*names): only on a host that runs one of these roles")
     config.addinivalue_line("markers", "whole_server: only on a host that runs the whole instance")
     config.addinivalue_line("markers", "cluster: only on a host of an instance on several hosts")
+    config.addinivalue_line("markers", "services(*names): only on a host that runs one of these compose services")
 
 
 def host_roles(config) -> tuple[str, ...]:
@@ -80,15 +93,28 @@ def host_roles(config) -> tuple[str, ...]:
     return tuple(r for r in given.split(",") if r) if given else SINGLE_SERVER_ROLES
 
 
+def in_cluster(config) -> bool:
+    """The host is one of an instance on several hosts."""
+    return (
+        bool(_opt(config, "--mastodon-cluster"))
+        or bool(_opt(config, "--mastodon-private-address"))
+        or not set(host_roles(config)) >= set(SINGLE_SERVER_ROLES)
+    )
+
+
 def host_services(config) -> tuple[str, ...]:
     given = _opt(config, "--mastodon-services")
     if given:
         return tuple(s for s in given.split(",") if s)
-    return service_names(roles=host_roles(config))
+    roles = set(host_roles(config))
+    # the deploy's defaults (mastodon_pgbouncer true): render.pooled, render.host_services
+    pooled = in_cluster(config) and "db" not in roles and bool(roles & set(POOLED_ROLES))
+    extra = (*(("pgbouncer",) if pooled else ()), *(("replica",) if "db_replica" in roles else ()))
+    return (*service_names(roles=host_roles(config)), *extra)
 
 
 def whole_server(config) -> bool:
-    return set(host_roles(config)) >= set(SINGLE_SERVER_ROLES)
+    return not in_cluster(config)
 
 
 def _applies(item, config) -> bool:
@@ -101,6 +127,9 @@ def _applies(item, config) -> bool:
         return False
     if item.get_closest_marker("cluster") and whole_server(config):
         return False
+    for mark in item.iter_markers("services"):
+        if not set(host_services(config)) & set(mark.args):
+            return False
     service = getattr(item, "callspec", None) and item.callspec.params.get("service")
     return not service or service in host_services(config)
 

@@ -36,7 +36,8 @@ SECRET_FORMATS = {
 APPLICATION = pytest.mark.roles("web", "streaming", "sidekiq", "db")
 MEDIA = pytest.mark.roles("web", "sidekiq")
 PROXY = pytest.mark.roles("proxy")
-POOLED = (pytest.mark.cluster, pytest.mark.roles("web", "streaming", "sidekiq"))
+# where the application reaches PostgreSQL through PgBouncer (render.pooled): where pgbouncer runs
+POOLED = pytest.mark.services("pgbouncer")
 REPLICA = (pytest.mark.cluster, pytest.mark.roles("db_replica"))
 
 

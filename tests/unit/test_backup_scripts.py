@@ -153,7 +153,7 @@ def test_restore_puts_the_files_back_and_the_dump_in(host):
     (base / ".env.production").write_text("LOCAL_DOMAIN=x.example\n")
     os.remove(base / "public/system/media_attachments/a.png")
     owner = f"{os.getuid()}:{os.getgid()}"
-    proc = host["run"]("restore", host["root"], name, base, host["password_file"], owner, 30, "db", "redis")
+    proc = host["run"]("restore", host["root"], name, base, host["password_file"], owner, 30, "restore", "db", "redis")
     assert proc.returncode == 0, proc.stderr
     assert (base / ".env.production").read_text() == f"LOCAL_DOMAIN=x.example\nSECRET_KEY_BASE={PASSWORD}\n"
     assert stat.S_IMODE((base / ".env.production").stat().st_mode) == 0o600
@@ -170,6 +170,20 @@ def test_restore_puts_the_files_back_and_the_dump_in(host):
     assert name in proc.stdout
 
 
+def test_restore_keeps_the_env_files_when_told_and_restores_the_rest(host):
+    # the db host of an instance on several hosts: the deploy wrote its env files before the restore
+    assert host["backup"]().returncode == 0
+    (name,) = _backups(host["root"])
+    base = host["base"]
+    (base / ".env.production").write_text("LOCAL_DOMAIN=x.example\nDB_PASS=the-clusters\n")
+    owner = f"{os.getuid()}:{os.getgid()}"
+    proc = host["run"]("restore", host["root"], name, base, host["password_file"], owner, 30, "keep", "db")
+    assert proc.returncode == 0, proc.stderr
+    assert (base / ".env.production").read_text() == "LOCAL_DOMAIN=x.example\nDB_PASS=the-clusters\n"
+    assert Path(f"{host['log']}.restored").read_text() == "PGDMP fake dump\n"
+    assert "up --detach --wait --wait-timeout 30 db\n" in host["log"].read_text()
+
+
 def test_restore_refuses_a_backup_that_fails_its_checksums(host):
     assert host["backup"]().returncode == 0
     (name,) = _backups(host["root"])
@@ -177,7 +191,7 @@ def test_restore_refuses_a_backup_that_fails_its_checksums(host):
     dump.write_text("tampered")
     host["log"].write_text("")
     owner = f"{os.getuid()}:{os.getgid()}"
-    proc = host["run"]("restore", host["root"], name, host["base"], host["password_file"], owner, 30, "db")
+    proc = host["run"]("restore", host["root"], name, host["base"], host["password_file"], owner, 30, "restore", "db")
     assert proc.returncode == 1 and "does not match the checksums of its manifest" in proc.stderr
     assert "stop" not in host["log"].read_text()
 
@@ -185,7 +199,7 @@ def test_restore_refuses_a_backup_that_fails_its_checksums(host):
 def test_restore_refuses_a_missing_backup(host):
     owner = f"{os.getuid()}:{os.getgid()}"
     proc = host["run"](
-        "restore", host["root"], "20200101T000000Z", host["base"], host["password_file"], owner, 30, "db"
+        "restore", host["root"], "20200101T000000Z", host["base"], host["password_file"], owner, 30, "restore", "db"
     )
     assert proc.returncode == 1 and "no backup '20200101T000000Z'" in proc.stderr
 

@@ -206,3 +206,17 @@ def test_extra_env_may_not_set_what_the_cluster_writes():
 def test_a_whole_server_may_point_extra_env_at_its_own_replica():
     cfg = load_inventory_configs([("web1", {**BASE, "mastodon_extra_env": {"REPLICA_DB_NAME": "mastodon"}})])["web1"]
     assert cfg.extra_env == {"REPLICA_DB_NAME": "mastodon"}
+
+
+def test_the_pgbouncer_pools_must_fit_in_postgres_max_connections():
+    # two app hosts at 40 each: 80, the room max_connections leaves them
+    fits = {name: {"mastodon_pgbouncer_pool_size": 40} for name in ("app1", "app2")}
+    load_inventory_configs(cluster(**fits).items())
+    error = refusal(cluster(app1={"mastodon_pgbouncer_pool_size": 40}, app2={"mastodon_pgbouncer_pool_size": 41}))
+    assert (error.host, error.key) == ("app2", "mastodon_pgbouncer_pool_size"), error
+    assert "'app1', 'app2' add up to 81 connections" in error.problem, error.problem
+    assert f"max_connections {layout.POSTGRES_MAX_CONNECTIONS}" in error.problem, error.problem
+    # a host without PgBouncer keeps no pool there
+    load_inventory_configs(
+        cluster(app1={"mastodon_pgbouncer_pool_size": 80}, app2={"mastodon_pgbouncer": False}).items()
+    )
