@@ -428,7 +428,10 @@ def _change_major_on_instance(cfg, target, rollback: bool) -> None:
             compose_file=render("docker-compose.yml.j2", target),
             rollback=rollback,
             wait_timeout=cfg.healthy_timeout,
-            apps=tuple(name for name in layout.service_names(layout.APP) if name in host_services(cfg)),
+            # of its roles: a web defined only for the database's one-off jobs runs nothing to stop
+            apps=tuple(
+                name for name in layout.service_names(layout.APP) if name in layout.service_names(roles=cfg.roles)
+            ),
         )
     if replica_here:
         _replica_in_major(cfg, target, pgdata)

@@ -45,8 +45,10 @@ web=$(docker ps -q --filter "label=com.docker.compose.project=$MASTODON_PROJECT"
 web_image=$(if [ -n "$web" ]; then docker inspect --format '{{.Config.Image}}' "$web"; fi)
 # The db host of an instance on several hosts runs no web: the version is that of the web its
 # one-off jobs run in (the compose file's, under its profile).
+# (`config --images` lists every service's, whatever it is given: web's is read off its block.)
 if [ -z "$web_image" ]; then
-    web_image=$(compose --profile jobs config --images web 2>/dev/null | head -n 1)
+    web_image=$(compose --profile jobs config 2>/dev/null |
+        awk '/^  web:$/ { s = 1; next } /^  [^ ]/ { s = 0 } s && /^    image: / { print $2; exit }')
 fi
 {
     echo "format 1"

@@ -30,7 +30,8 @@ if [ "$mode" = upgrade ]; then
             "remove that folder to upgrade again" >&2
         exit 1
     fi
-    compose stop "$@"
+    # none on the db host of an instance on several hosts (a bare "compose stop" would stop db too)
+    if [ "$#" -gt 0 ]; then compose stop "$@"; fi
     mkdir -p "$root"
     chmod 700 "$root"
     dump=$root/pre-postgres-upgrade-$(date -u +%Y%m%dT%H%M%SZ).dump

@@ -649,7 +649,7 @@ def test_a_restore_over_several_hosts_puts_the_database_back_everywhere(cluster,
     # the app hosts stopped before the db host's restore and started after it, healthy
     ops = result.changed_ops()
     stops = [op for op in ops if "for the restore of" in op]
-    assert len(stops) == 1 and "Stop pgbouncer, sidekiq, streaming, web" in stops[0], ops
+    assert len(stops) == 1 and "Stop web, streaming, sidekiq, pgbouncer for" in stops[0], ops
     restore, start = (next(i for i, op in enumerate(ops) if words in op) for words in ("on the db host", "again after"))
     assert ops.index(stops[0]) < restore < start, ops
     for name in ("app1", "app2"):
@@ -675,15 +675,24 @@ def test_a_restore_refuses_on_every_host_without_the_backup(cluster, restored, b
     assert result.changed_ops() == [], result.describe()
 
 
+def server_version(box, service: str = "db") -> str:
+    """The running PostgreSQL's major (the stand-in of postgres:14-alpine is Debian's 15: read, not assumed)."""
+    return sql(box, service, "show server_version_num")[:-4]
+
+
 @pytest.fixture(scope="module")
 def new_major(cluster, restored, bag):
-    return task(cluster, "postgres_upgrade", bag)
+    """The instance's PostgreSQL before (its major), and the upgrade to mastodon_postgres_upgrade_image."""
+    before = server_version(cluster.boxes["db"])
+    return task(cluster, "postgres_upgrade", bag), before
 
 
 def test_a_postgres_upgrade_over_several_hosts_copies_the_replica_anew(cluster, new_major):
+    new_major, before = new_major
     assert new_major.ok, new_major.describe()
     db, app2 = cluster.boxes["db"], cluster.boxes["app2"]
-    assert sql(db, "db", "show server_version_num")[:2] == "17"
+    assert server_version(db) == "17" != before
+    assert server_version(app2, "replica") == "17"
     assert db.out(f"cat {BASE_DIR}/{layout.db_data_dir(17)}/pgdata/PG_VERSION").strip() == "17"
     assert sql(db, "db", "select string_agg(token, ',') from sbt_restore") == "in-the-backup"
     # the replica in a folder of the new major, streaming from the new primary through a new slot
@@ -698,11 +707,12 @@ def test_a_postgres_upgrade_over_several_hosts_copies_the_replica_anew(cluster, 
 
 
 def test_a_postgres_rollback_over_several_hosts_streams_from_the_old_primary_again(cluster, new_major, bag):
-    assert new_major.ok, new_major.describe()
+    upgraded, before = new_major
+    assert upgraded.ok, upgraded.describe()
     result = task(cluster, "postgres_rollback", bag)
     assert result.ok, result.describe()
     db, app2 = cluster.boxes["db"], cluster.boxes["app2"]
-    assert sql(db, "db", "show server_version_num")[:2] == "14"
+    assert server_version(db) == before == server_version(app2, "replica")
     # the old replica's folder catches up through the old primary's slot: no new copy
     assert "Copy the primary into the read replica" not in result.changed_ops(), result.describe()
     token = f"sbt-{secrets.token_hex(6)}"

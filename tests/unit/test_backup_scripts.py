@@ -207,13 +207,13 @@ def test_restore_refuses_a_missing_backup(host):
 NEW_COMPOSE = "services:\n  db:\n    image: postgres:17-alpine\n"
 
 
-def _major(host, mode: str, counts_after: str = "accounts 2\\nusers 1\\n"):
+def _major(host, mode: str, counts_after: str = "accounts 2\\nusers 1\\n", apps=("web", "sidekiq")):
     base = host["base"]
     old, new = (
         (base / "postgres14", base / "postgres17") if mode == "upgrade" else (base / "postgres17", base / "postgres14")
     )
     owner = f"{os.getuid()}:{os.getgid()}"
-    args = (mode, old, new, host["compose_file"], host["root"], 30, owner, "web", "sidekiq")
+    args = (mode, old, new, host["compose_file"], host["root"], 30, owner, *apps)
     counts = {"FAKE_COUNTS": "accounts 2\\nusers 1\\n", "FAKE_COUNTS_AFTER": counts_after}
     return host["run"]("postgres-major", *args, stdin=NEW_COMPOSE, **counts)
 
@@ -231,6 +231,15 @@ def test_postgres_upgrade_dumps_switches_restores_and_compares(host):
     order = [calls.index(step) for step in steps]
     assert order == sorted(order), calls
     assert calls.rstrip().endswith("--remove-orphans") and "every table has its rows (2 tables" in proc.stdout
+
+
+def test_postgres_upgrade_without_an_application_on_the_host_keeps_db_running_for_the_dump(host):
+    # the db host of an instance on several hosts runs no web, streaming or sidekiq
+    proc = _major(host, "upgrade", apps=())
+    assert proc.returncode == 0, proc.stderr
+    calls = host["log"].read_text()
+    assert calls.index("pg_dump -Fc") < calls.index(" stop db"), calls
+    assert not [line for line in calls.splitlines() if line.rstrip().endswith(" stop")], calls
 
 
 def test_postgres_upgrade_stops_when_a_row_count_differs(host):
