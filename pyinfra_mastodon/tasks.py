@@ -35,7 +35,6 @@ from .operations import (
     adopt_upstream_data,
     backup_refusal,
     change_postgres_major,
-    clone_replica,
     nothing_to_do,
     postgres_major_change,
     restore_backup,
@@ -287,6 +286,8 @@ def restore() -> None:
     Restore the backup ``mastodon_restore_from`` (``latest``, the default, or a folder name of
     /var/backups/mastodon): env files, database, media; services stopped, then started and healthy.
     ``--dry`` says what it would replace. On a new server: deploy, copy the backup's folder there, restore.
+    On an instance on several hosts, one run over all of them restores the db host's backup
+    (``_restore_instance``).
     """
     cfg = _locked_config()
     if cfg.cluster is not None:
@@ -360,7 +361,8 @@ def postgres_upgrade() -> None:
     ``postgres:17-alpine``): the application stops, the database is dumped, the new major starts in a
     folder of its own (``postgres17/pgdata``), the dump is restored and every table's row count
     compared, then everything starts again, healthy. The old folder stays for ``postgres_rollback``.
-    Afterwards set ``mastodon_postgres_image`` to that image. ``--dry`` says what it would do.
+    Afterwards set ``mastodon_postgres_image`` to that image. ``--dry`` says what it would do. On an
+    instance on several hosts, one run over all of them (``_change_major_on_instance``).
     """
     cfg = _locked_config()
     target = replace(cfg, postgres_image=cfg.postgres_upgrade_image)
@@ -446,7 +448,7 @@ def _replica_in_major(cfg, target, pgdata: str) -> None:
             create_folder(folder)
     compose_file = desired.compose_file(target)
     files.put(
-        name=f"Write {compose_file.path} (the read replica in PostgreSQL {render_replica_data_dir(target)})",
+        name=f"Write {compose_file.path} (the read replica in {render_replica_data_dir(target)})",
         src=StringIO(compose_file.content),
         dest=compose_file.path,
         user=compose_file.user,
@@ -454,11 +456,4 @@ def _replica_in_major(cfg, target, pgdata: str) -> None:
         mode=compose_file.mode,
         **guard,
     )
-    clone_replica(
-        name="Copy the primary into the read replica",
-        pgdata=pgdata,
-        primary=cfg.cluster.address("db"),
-        port=layout.SERVICE_PORTS["db"],
-        timeout=cfg.postgres_wait_timeout,
-        **guard,
-    )
+    services.copy_primary(cfg, pgdata, **guard)

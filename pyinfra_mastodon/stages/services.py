@@ -51,18 +51,23 @@ def start_data_services(cfg, done: Outcome) -> Outcome:
 def _start_replica(cfg, here: tuple[str, ...], memo) -> tuple:
     """The read replica: its copy of the primary (once), then the replica started from it."""
     mine = "replica" in here
-    pgdata = f"{layout.BASE_DIR}/{render.replica_data_dir(cfg)}/pgdata" if mine else None
-    cloned = clone_replica(
+    cloned = copy_primary(cfg, f"{layout.BASE_DIR}/{render.replica_data_dir(cfg)}/pgdata" if mine else None)
+    if not mine:
+        return ()
+    up = compose_up(name="Start the read replica", services=("replica",), wait_timeout=cfg.healthy_timeout, memo=memo)
+    return (cloned, up)
+
+
+def copy_primary(cfg, pgdata: str | None, **arguments):
+    """``clone_replica`` of the instance's primary into ``pgdata`` (None: the replica is elsewhere)."""
+    return clone_replica(
         name="Copy the primary into the read replica",
         pgdata=pgdata,
         primary=cfg.cluster.address("db"),
         port=layout.SERVICE_PORTS["db"],
         timeout=cfg.postgres_wait_timeout,
+        **arguments,
     )
-    if not mine:
-        return ()
-    up = compose_up(name="Start the read replica", services=("replica",), wait_timeout=cfg.healthy_timeout, memo=memo)
-    return (cloned, up)
 
 
 def start_all(cfg, done: Outcome) -> Outcome:
