@@ -180,6 +180,16 @@ INVENTORY_CASES = [
         "edge",
         "mastodon_firewall",
     ),
+    (
+        "pgbouncer-pools-over-max-connections",
+        {
+            **CLUSTER,
+            "app1": {**CLUSTER["app1"], "mastodon_pgbouncer_pool_size": 41},
+            "app2": {**CLUSTER["app2"], "mastodon_pgbouncer_pool_size": 41},
+        },
+        "app2",
+        "mastodon_pgbouncer_pool_size",
+    ),
     # every instance rule passes; then its four hosts are one machine (this sandbox)
     ("a-valid-cluster-on-one-machine", CLUSTER, "app1", "ssh_hostname"),
 ]
