@@ -10,13 +10,12 @@ Operator tasks, each one command for one host (``--limit HOST``) or the whole fl
 from __future__ import annotations
 
 from dataclasses import replace
-from io import StringIO
 
 from pyinfra import host, inventory
 from pyinfra.api import OperationError, deploy
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.command import StringCommand
-from pyinfra.operations import files, python, server
+from pyinfra.operations import python, server
 
 from . import cluster_secrets, commands, desired, layout, preflight
 from .deploy import run_stages, select, validated_config
@@ -46,6 +45,7 @@ from .stages import (
     configuration,
     create_folder,
     database,
+    put_file,
     rolling,
     runs_jobs,
     services,
@@ -446,14 +446,5 @@ def _replica_in_major(cfg, target, pgdata: str) -> None:
     for folder in desired.system_folders(target):
         if folder.path == pgdata.rsplit("/", 1)[0]:
             create_folder(folder)
-    compose_file = desired.compose_file(target)
-    files.put(
-        name=f"Write {compose_file.path} (the read replica in {render_replica_data_dir(target)})",
-        src=StringIO(compose_file.content),
-        dest=compose_file.path,
-        user=compose_file.user,
-        group=compose_file.group,
-        mode=compose_file.mode,
-        **guard,
-    )
+    put_file(desired.compose_file(target), **guard)
     services.copy_primary(cfg, pgdata, **guard)

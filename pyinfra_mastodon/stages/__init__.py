@@ -92,8 +92,8 @@ def create_folder(folder: desired.Folder, note: str = "") -> OperationMeta:
         host.loop_position.pop()
 
 
-def put_file(file: desired.File) -> OperationMeta:
-    """``files.put`` of one file ``desired`` declares, its content rendered already."""
+def put_file(file: desired.File, **arguments) -> OperationMeta:
+    """``files.put`` of one file ``desired`` declares, its content rendered already (``arguments``: ``_if``...)."""
     return files.put(
         name=f"Write {file.path}",
         src=StringIO(file.content),
@@ -101,4 +101,5 @@ def put_file(file: desired.File) -> OperationMeta:
         user=file.user,
         group=file.group,
         mode=file.mode,
+        **arguments,
     )
