@@ -643,7 +643,13 @@ SNAPSHOT_TREES = (BASE_DIR, NGINX_DATA_DIR, LETSENCRYPT_DIR)
 SNAPSHOT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", ADMIN_PASSWORD_FILE)
 # What it leaves out: the data the services write themselves. Each entry (a `find -path` pattern) is
 # listed with its type, mode and owner, but not hashed nor descended into.
-SNAPSHOT_PRUNE = (PGDATA, f"{BASE_DIR}/redis/*", f"{BASE_DIR}/public/system/*")
+# The read replica's data is PostgreSQL's too: it changes whenever the primary writes WAL.
+SNAPSHOT_PRUNE = (
+    PGDATA,
+    f"{BASE_DIR}/postgres*-replica/pgdata",
+    f"{BASE_DIR}/redis/*",
+    f"{BASE_DIR}/public/system/*",
+)
 
 
 def _snapshot_script() -> str:
