@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import layout
+from .render import pools
 from .settings import SETTINGS, MastodonConfig, SettingsError
 
 
@@ -246,11 +247,7 @@ def _pools_fit(inst: Instance) -> tuple[str, str, str] | None:
     # host's own application, the one-off jobs, backups and status need the rest
     if not inst.several_hosts:
         return None
-    pooled = [
-        (name, cfg.pgbouncer_pool_size)
-        for name, cfg in inst.configs.items()
-        if cfg.pgbouncer and "db" not in cfg.roles and set(layout.POOLED_ROLES) & set(cfg.roles)
-    ]
+    pooled = [(name, cfg.pgbouncer_pool_size) for name, cfg in inst.configs.items() if pools(cfg)]
     room = layout.POSTGRES_MAX_CONNECTIONS - layout.POSTGRES_CONNECTIONS_KEPT
     total = sum(size for _name, size in pooled)
     if total > room:

@@ -112,12 +112,12 @@ def pooled(cfg: Any) -> bool:
     instance on several hosts that runs web, streaming or sidekiq without the db (``mastodon_pgbouncer``).
     The db host's application and its one-off jobs (migrations among them) connect directly.
     """
-    return (
-        bool(cfg.cluster)
-        and cfg.pgbouncer
-        and "db" not in cfg.roles
-        and bool(set(layout.POOLED_ROLES) & set(cfg.roles))
-    )
+    return bool(cfg.cluster) and pools(cfg)
+
+
+def pools(cfg: Any) -> bool:
+    """``pooled`` without asking whether the host is one of several (instance rules run before ``cfg.cluster``)."""
+    return bool(cfg.pgbouncer) and "db" not in cfg.roles and bool(set(layout.POOLED_ROLES) & set(cfg.roles))
 
 
 def has_replica(cfg: Any) -> bool:

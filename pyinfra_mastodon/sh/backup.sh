@@ -44,7 +44,7 @@ web=$(docker ps -q --filter "label=com.docker.compose.project=$MASTODON_PROJECT"
     --filter label=com.docker.compose.service=web --filter label=com.docker.compose.oneoff=False | head -n 1)
 web_image=$(if [ -n "$web" ]; then docker inspect --format '{{.Config.Image}}' "$web"; fi)
 # The db host of an instance on several hosts runs no web: the version is that of the web its
-# one-off jobs run in (the compose file's, under its profile).
+# one-off jobs run in (the compose file's, under its profile: layout.JOBS_PROFILE).
 # (`config --images` lists every service's, whatever it is given: web's is read off its block.)
 if [ -z "$web_image" ]; then
     web_image=$(compose --profile jobs config 2>/dev/null |

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pyinfra_mastodon import commands
+from pyinfra_mastodon import commands, layout
 
 FAKE_DOCKER = r"""#!/bin/sh
 printf '%s\n' "$*" >> "$FAKE_LOG"
@@ -301,3 +301,8 @@ def test_backup_without_restic_installed_says_so(host):
     host["restic_env"].write_text("RESTIC_REPOSITORY=/srv/r\nRESTIC_PASSWORD=secretsecret\n")
     proc = host["backup"]()
     assert proc.returncode == 1 and "restic is not installed on this host" in proc.stderr
+
+
+def test_backup_reads_the_jobs_web_under_the_layouts_profile():
+    # the db host of an instance on several hosts defines web under layout.JOBS_PROFILE only
+    assert f"compose --profile {layout.JOBS_PROFILE} config" in commands.script_text("backup")
